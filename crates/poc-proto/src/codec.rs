@@ -1,0 +1,214 @@
+//! The one place that turns protocol values into bytes and back.
+//!
+//! Every encoding in pocnet goes through [`encode`] and [`decode`], so the
+//! underlying serializer (bincode 2, fixed-width little-endian integers) can be
+//! swapped for a hand-written one without changing a byte on the wire; the
+//! golden vectors under `proto/vectors/` pin the format.
+//!
+//! Decoding is strict: the input size is checked before parsing, lengths are
+//! bounded by the input, trailing bytes are rejected, and every decoded value is
+//! validated against the per-field and per-collection limits of [`limits`].
+
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::DecodeError;
+use crate::validate::{Validate, Validator};
+
+/// Size limits of the wire format (SPEC.md section "Limits").
+pub mod limits {
+    /// Largest envelope accepted, outer header included (4 MiB).
+    pub const MAX_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+    /// Largest short string: names, identifiers, addresses, media types.
+    pub const MAX_SHORT_TEXT_BYTES: usize = 256;
+    /// Largest free-text field (each of original and English translation).
+    pub const MAX_FREE_TEXT_BYTES: usize = 64 * 1024;
+    /// Largest single attachment.
+    pub const MAX_ATTACHMENT_BYTES: usize = 3 * 1024 * 1024;
+    /// Most attachments on one message.
+    pub const MAX_ATTACHMENTS: usize = 16;
+    /// Most indicators on one inquiry or follow-up.
+    pub const MAX_INDICATORS: usize = 4096;
+    /// Most affected sectors on one inquiry.
+    pub const MAX_SECTORS: usize = 32;
+    /// Most endpoints in one certificate.
+    pub const MAX_ENDPOINTS: usize = 8;
+    /// Largest encoded certificate.
+    pub const MAX_CERTIFICATE_BYTES: usize = 8 * 1024;
+    /// Largest hash digest carried as an indicator (SHA-512).
+    pub const MAX_DIGEST_BYTES: usize = 64;
+}
+
+// bincode's own limit guards every length prefix before it allocates; the
+// explicit size check in `decode` is tighter still.
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::Limit<{ limits::MAX_ENVELOPE_BYTES }>,
+>;
+
+const CONFIG: Config = bincode::config::standard()
+    .with_little_endian()
+    .with_fixed_int_encoding()
+    .with_limit::<{ limits::MAX_ENVELOPE_BYTES }>();
+
+/// Encodes `value` after checking it against the limits a receiver enforces,
+/// so we never emit bytes a conforming peer would refuse.
+pub(crate) fn encode<T: Serialize + Validate>(value: &T) -> Result<Vec<u8>, DecodeError> {
+    let mut validator = Validator::new();
+    value.validate(&mut validator);
+    validator.finish()?;
+    bincode::serde::encode_to_vec(value, CONFIG).map_err(|e| DecodeError::Malformed {
+        what: std::any::type_name::<T>(),
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes exactly one `T` from `bytes`, which must not exceed `max_len`.
+pub(crate) fn decode<T: DeserializeOwned + Validate>(
+    bytes: &[u8],
+    max_len: usize,
+) -> Result<T, DecodeError> {
+    let what = short_type_name::<T>();
+    if bytes.len() > max_len {
+        return Err(DecodeError::TooLarge {
+            what,
+            len: bytes.len(),
+            max: max_len,
+        });
+    }
+    let (value, read): (T, usize) =
+        bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|e| match e {
+            bincode::error::DecodeError::UnexpectedEnd { .. } => DecodeError::Truncated { what },
+            bincode::error::DecodeError::LimitExceeded => DecodeError::TooLarge {
+                what,
+                len: bytes.len(),
+                max: max_len,
+            },
+            other => DecodeError::Malformed {
+                what,
+                reason: other.to_string(),
+            },
+        })?;
+    if read != bytes.len() {
+        return Err(DecodeError::TrailingBytes {
+            what,
+            extra: bytes.len() - read,
+        });
+    }
+    let mut validator = Validator::new();
+    value.validate(&mut validator);
+    validator.finish()?;
+    Ok(value)
+}
+
+/// Encodes a `(bytes, signature)` pair exactly as bincode encodes a struct of
+/// a byte string and a 64-byte array: `u64 LE length || bytes || signature`.
+///
+/// Written out by hand because it cannot fail, which lets the signed wrapper
+/// types offer an infallible `to_bytes`; a test pins it to the serde encoding.
+pub(crate) fn encode_signed(bytes: &[u8], signature: &[u8; 64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + bytes.len() + 64);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(signature);
+    out
+}
+
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+/// Fixed-size byte arrays encoded as raw bytes with no length prefix.
+///
+/// serde only implements arrays up to 32 elements; signatures are 64 bytes.
+pub(crate) mod fixed_bytes {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::ser::SerializeTuple;
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer, const N: usize>(
+        bytes: &[u8; N],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut tuple = serializer.serialize_tuple(N)?;
+        for byte in bytes {
+            tuple.serialize_element(byte)?;
+        }
+        tuple.end()
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+        deserializer: D,
+    ) -> Result<[u8; N], D::Error> {
+        struct ArrayVisitor<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for ArrayVisitor<N> {
+            type Value = [u8; N];
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{N} bytes")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+                let mut out = [0u8; N];
+                for (i, slot) in out.iter_mut().enumerate() {
+                    *slot = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_tuple(N, ArrayVisitor::<N>)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Serialize, Deserialize)]
+    struct Pair {
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        #[serde(with = "fixed_bytes")]
+        signature: [u8; 64],
+    }
+
+    impl Validate for Pair {
+        fn validate(&self, _: &mut Validator) {}
+    }
+
+    #[test]
+    fn hand_written_signed_encoding_matches_serde() {
+        let pair = Pair {
+            bytes: b"abc".to_vec(),
+            signature: [7; 64],
+        };
+        assert_eq!(encode(&pair).unwrap(), encode_signed(b"abc", &[7; 64]));
+    }
+
+    #[test]
+    fn strictness() {
+        let good = encode_signed(b"abc", &[7; 64]);
+        let decoded: Pair = decode(&good, 1000).unwrap();
+        assert_eq!(decoded.bytes, b"abc");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(matches!(
+            decode::<Pair>(&trailing, 1000),
+            Err(DecodeError::TrailingBytes { extra: 1, .. })
+        ));
+        assert!(matches!(
+            decode::<Pair>(&good[..good.len() - 1], 1000),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode::<Pair>(&good, 10),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        // A length prefix far beyond the input must not allocate or panic.
+        let mut huge = good.clone();
+        huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode::<Pair>(&huge, 1000).is_err());
+    }
+}
