@@ -245,55 +245,73 @@ impl<'a> Sender<'a> {
 
         let content = codec::encode(message)?;
         let signature = self.identity.sign(SignatureLabel::Message, &content);
-        let plaintext = Zeroizing::new(codec::encode_signed(&content, &signature.0));
-
-        let mailbox = recipient.mailbox();
-        let ephemeral_public = ephemeral.public_bytes();
-        let prekey_public = prekey.prekey().public;
-        let dh = ephemeral
-            .diffie_hellman(&prekey_public)
-            .ok_or(SealError::Key(crate::error::KeyError::WeakX25519Key))?;
-        let transcript = transcript(
-            mailbox,
+        seal_signed(
+            &content,
+            &signature,
+            recipient,
+            prekey,
             expires_at,
-            &ephemeral_public,
-            &prekey_public.to_bytes(),
-            prekey.prekey().id,
-        );
-        let aead_key = derive_key(&dh, &transcript).ok_or(SealError::Crypto)?;
-
-        let mut ciphertext = plaintext.to_vec();
-        aead_key
-            .key
-            .seal_in_place_append_tag(
-                aead_key.nonce(),
-                Aad::from(&transcript[..]),
-                &mut ciphertext,
-            )
-            .map_err(|_| SealError::Crypto)?;
-
-        let body = codec::encode(&SealedBodyV1 {
-            ephemeral: ephemeral_public,
-            prekey_id: prekey.prekey().id,
-            ciphertext,
-        })?;
-        let bytes = codec::encode(&EnvelopeV1 {
-            version: VERSION,
-            mailbox,
-            expires_at,
-            body,
-        })?;
-        if bytes.len() > limits::MAX_ENVELOPE_BYTES {
-            return Err(SealError::TooLarge {
-                len: bytes.len(),
-                max: limits::MAX_ENVELOPE_BYTES,
-            });
-        }
-        Ok(SealedEnvelope {
-            bytes,
-            message_id: header.message_id,
-        })
+            ephemeral,
+            header.message_id,
+        )
     }
+}
+
+/// Steps 3-8 of the construction: seals already-signed content bytes.
+pub(crate) fn seal_signed(
+    content: &[u8],
+    signature: &Signature,
+    recipient: &VerifiedCertificate,
+    prekey: &VerifiedPrekey,
+    expires_at: Timestamp,
+    ephemeral: EphemeralSecret,
+    message_id: MessageId,
+) -> Result<SealedEnvelope, SealError> {
+    let plaintext = Zeroizing::new(codec::encode_signed(content, &signature.0));
+
+    let mailbox = recipient.mailbox();
+    let ephemeral_public = ephemeral.public_bytes();
+    let prekey_public = prekey.prekey().public;
+    let dh = ephemeral
+        .diffie_hellman(&prekey_public)
+        .ok_or(SealError::Key(crate::error::KeyError::WeakX25519Key))?;
+    let transcript = transcript(
+        mailbox,
+        expires_at,
+        &ephemeral_public,
+        &prekey_public.to_bytes(),
+        prekey.prekey().id,
+    );
+    let aead_key = derive_key(&dh, &transcript).ok_or(SealError::Crypto)?;
+
+    let mut ciphertext = plaintext.to_vec();
+    aead_key
+        .key
+        .seal_in_place_append_tag(
+            aead_key.nonce(),
+            Aad::from(&transcript[..]),
+            &mut ciphertext,
+        )
+        .map_err(|_| SealError::Crypto)?;
+
+    let body = codec::encode(&SealedBodyV1 {
+        ephemeral: ephemeral_public,
+        prekey_id: prekey.prekey().id,
+        ciphertext,
+    })?;
+    let bytes = codec::encode(&EnvelopeV1 {
+        version: VERSION,
+        mailbox,
+        expires_at,
+        body,
+    })?;
+    if bytes.len() > limits::MAX_ENVELOPE_BYTES {
+        return Err(SealError::TooLarge {
+            len: bytes.len(),
+            max: limits::MAX_ENVELOPE_BYTES,
+        });
+    }
+    Ok(SealedEnvelope { bytes, message_id })
 }
 
 /// The transcript bound into both the key derivation and the AEAD.

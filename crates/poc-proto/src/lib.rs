@@ -31,6 +31,9 @@ pub mod message;
 pub mod policy;
 pub mod time;
 
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
 pub use codec::limits;
 pub use error::{CertificateError, DecodeError, KeyError, OpenError, RejectCode, SealError};
 pub use identity::{Issuer, PocId, Role, StateCode};

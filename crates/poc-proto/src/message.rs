@@ -257,6 +257,21 @@ pub struct Message {
     pub body: Body,
 }
 
+impl Message {
+    /// Encodes the message as signed content bytes, checking every limit a
+    /// receiver enforces.
+    pub fn encode(&self) -> Result<Vec<u8>, crate::error::DecodeError> {
+        crate::codec::encode(self)
+    }
+
+    /// Decodes signed content bytes (as kept in a node's record) back into a
+    /// message, enforcing every limit. Verifies nothing: use
+    /// [`crate::envelope::Recipient::open`] for input from the network.
+    pub fn decode(content: &[u8]) -> Result<Message, crate::error::DecodeError> {
+        crate::codec::decode(content, limits::MAX_ENVELOPE_BYTES)
+    }
+}
+
 impl Validate for Message {
     fn validate(&self, v: &mut Validator) {
         v.field("header", |v| self.header.validate(v));
