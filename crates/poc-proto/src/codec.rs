@@ -36,20 +36,33 @@ pub mod limits {
     pub const MAX_CERTIFICATE_BYTES: usize = 8 * 1024;
     /// Largest hash digest carried as an indicator (SHA-512).
     pub const MAX_DIGEST_BYTES: usize = 64;
+    /// Largest signed directory snapshot (room for ~100,000 PoCs).
+    pub const MAX_SNAPSHOT_BYTES: usize = 64 * 1024 * 1024;
+    /// Most PoC entries in one directory snapshot.
+    pub const MAX_DIRECTORY_ENTRIES: usize = 100_000;
+    /// Most enrolled States in one directory snapshot.
+    pub const MAX_DIRECTORY_STATES: usize = 1_000;
+    /// Most signed prekeys published per PoC.
+    pub const MAX_PUBLISHED_PREKEYS: usize = 8;
 }
 
-// bincode's own limit guards every length prefix before it allocates; the
-// explicit size check in `decode` is tighter still.
-type Config = bincode::config::Configuration<
+// bincode's own limit bounds what a length prefix may make it allocate
+// before the bytes are read (at most the limit per decode, in lazily zeroed
+// pages); the explicit size check in `decode` bounds the input itself.
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Fixint,
-    bincode::config::Limit<{ limits::MAX_ENVELOPE_BYTES }>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-const CONFIG: Config = bincode::config::standard()
-    .with_little_endian()
-    .with_fixed_int_encoding()
-    .with_limit::<{ limits::MAX_ENVELOPE_BYTES }>();
+const fn config<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<LIMIT>()
+}
+
+const CONFIG: Config<{ limits::MAX_ENVELOPE_BYTES }> = config();
 
 /// Encodes `value` after checking it against the limits a receiver enforces,
 /// so we never emit bytes a conforming peer would refuse.
@@ -63,8 +76,34 @@ pub(crate) fn encode<T: Serialize + Validate>(value: &T) -> Result<Vec<u8>, Deco
     })
 }
 
-/// Decodes exactly one `T` from `bytes`, which must not exceed `max_len`.
+/// Decodes exactly one `T` from `bytes`, which must not exceed `max_len`
+/// (itself at most [`limits::MAX_ENVELOPE_BYTES`]).
 pub(crate) fn decode<T: DeserializeOwned + Validate>(
+    bytes: &[u8],
+    max_len: usize,
+) -> Result<T, DecodeError> {
+    decode_with::<T, { limits::MAX_ENVELOPE_BYTES }>(bytes, max_len.min(limits::MAX_ENVELOPE_BYTES))
+}
+
+/// Encodes a directory snapshot body, which may exceed the envelope limit.
+pub(crate) fn encode_large<T: Serialize + Validate>(value: &T) -> Result<Vec<u8>, DecodeError> {
+    let mut validator = Validator::new();
+    value.validate(&mut validator);
+    validator.finish()?;
+    bincode::serde::encode_to_vec(value, config::<{ limits::MAX_SNAPSHOT_BYTES }>()).map_err(|e| {
+        DecodeError::Malformed {
+            what: std::any::type_name::<T>(),
+            reason: e.to_string(),
+        }
+    })
+}
+
+/// Decodes a directory snapshot, bounded by [`limits::MAX_SNAPSHOT_BYTES`].
+pub(crate) fn decode_large<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, DecodeError> {
+    decode_with::<T, { limits::MAX_SNAPSHOT_BYTES }>(bytes, limits::MAX_SNAPSHOT_BYTES)
+}
+
+fn decode_with<T: DeserializeOwned + Validate, const LIMIT: usize>(
     bytes: &[u8],
     max_len: usize,
 ) -> Result<T, DecodeError> {
@@ -76,8 +115,8 @@ pub(crate) fn decode<T: DeserializeOwned + Validate>(
             max: max_len,
         });
     }
-    let (value, read): (T, usize) =
-        bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|e| match e {
+    let (value, read): (T, usize) = bincode::serde::decode_from_slice(bytes, config::<LIMIT>())
+        .map_err(|e| match e {
             bincode::error::DecodeError::UnexpectedEnd { .. } => DecodeError::Truncated { what },
             bincode::error::DecodeError::LimitExceeded => DecodeError::TooLarge {
                 what,

@@ -2,7 +2,7 @@
 //!
 //! They separate what a hostile or broken peer sent ([`DecodeError`],
 //! [`OpenError::BadSignature`], ...), what an incompatible peer sent
-//! ([`OpenError::UnknownVersion`]), what our caller got wrong
+//! ([`DecodeError::UnknownVersion`]), what our caller got wrong
 //! ([`SealError`]), and our own storage failing ([`OpenError::ReplayCache`]).
 //! [`OpenError::code`] gives the detail-free [`RejectCode`] that may go back
 //! over the wire.
@@ -128,7 +128,7 @@ pub enum CertificateError {
 #[error("replay cache failed: {0}")]
 pub struct ReplayCacheError(pub Box<dyn std::error::Error + Send + Sync>);
 
-/// Why an envelope was rejected by [`crate::envelope::open`].
+/// Why an envelope was rejected by [`crate::envelope::Recipient::open`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {

@@ -30,6 +30,8 @@ pub enum SignatureLabel {
     Prekey,
     /// A PoC identity key signing a message's content.
     Message,
+    /// The directory manager signing a directory snapshot.
+    DirectorySnapshot,
 }
 
 impl SignatureLabel {
@@ -39,6 +41,7 @@ impl SignatureLabel {
             SignatureLabel::PocCertificate => b"pocnet/v1 poc-certificate\0",
             SignatureLabel::Prekey => b"pocnet/v1 prekey\0",
             SignatureLabel::Message => b"pocnet/v1 message\0",
+            SignatureLabel::DirectorySnapshot => b"pocnet/v1 directory-snapshot\0",
         }
     }
 }

@@ -22,13 +22,17 @@ mod codec;
 mod iso3166;
 mod validate;
 
+pub mod campaign;
 pub mod certificate;
+pub mod directory;
 pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod message;
 pub mod policy;
+pub mod template;
+pub mod thread;
 pub mod time;
 
 #[cfg(feature = "testkit")]

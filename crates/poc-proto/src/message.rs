@@ -63,8 +63,8 @@ id_type!(
     MessageId
 );
 id_type!(
-    /// An incident thread's 128-bit id: the inquiry's message id, carried by
-    /// every later message on the thread.
+    /// An incident thread's 128-bit id, drawn at random by the inquirer and
+    /// carried by every later message on the thread.
     ThreadId
 );
 id_type!(
@@ -276,6 +276,16 @@ impl Validate for Message {
     fn validate(&self, v: &mut Validator) {
         v.field("header", |v| self.header.validate(v));
         v.field("body", |v| self.body.validate(v));
+        // A receipt names what it acknowledges twice; they must agree.
+        if let Body::Receipt(receipt) = &self.body
+            && self.header.in_reply_to != Some(receipt.acknowledged)
+        {
+            v.field("header", |v| {
+                v.field("in_reply_to", |v| {
+                    v.fail("must be the acknowledged message's id")
+                })
+            });
+        }
     }
 }
 

@@ -385,9 +385,13 @@ pub fn sample_inquiry(target_len: usize) -> Inquiry {
             name: "flows.csv".into(),
             content: AttachmentContent::Other {
                 media_type: "text/csv".into(),
-                bytes: (0..filler)
-                    .map(|i| b"0123456789abcdef,\n"[i % 18])
-                    .collect(),
+                bytes: b"0123456789abcdef,
+"
+                .iter()
+                .copied()
+                .cycle()
+                .take(filler)
+                .collect(),
             },
         });
     }

@@ -1,6 +1,14 @@
 //! Sealing and opening between PoCs of the test world: every rejection the
 //! receiver must make, each with its typed error.
 
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 
 use poc_proto::certificate::VerifiedCertificate;
@@ -28,10 +36,11 @@ fn open(
 }
 
 fn message(world: &World, from: &str, to: &str, body: Body) -> Message {
-    Message {
-        header: world.header(from, to, "test"),
-        body,
+    let mut header = world.header(from, to, "test");
+    if let Body::Receipt(receipt) = &body {
+        header.in_reply_to = Some(receipt.acknowledged);
     }
+    Message { header, body }
 }
 
 fn every_body() -> Vec<Body> {
@@ -96,6 +105,20 @@ fn every_kind_round_trips_between_technical_pocs() {
         assert_eq!(opened.sender.poc_id().as_str(), "EST.cert");
         assert_eq!(Message::decode(&opened.content).unwrap(), msg);
     }
+}
+
+#[test]
+fn a_receipt_must_name_what_it_acknowledges_consistently() {
+    let world = World::new();
+    let receipt = Receipt {
+        acknowledged: poc_proto::MessageId([1; 16]),
+        content_digest: [0; 32],
+        received_at: NOW,
+    };
+    let mut msg = message(&world, "EST.cert", "FRA.cert", Body::Receipt(receipt));
+    msg.header.in_reply_to = Some(poc_proto::MessageId([2; 16]));
+    let err = world.seal(&msg, "receipt").unwrap_err();
+    assert!(err.to_string().contains("header.in_reply_to"), "{err}");
 }
 
 #[test]

@@ -2,6 +2,14 @@
 //! sealed envelope is rejected, and no input makes a decoder panic.
 //! Failing cases are saved under `proptest-regressions/` and replayed first.
 
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::sync::OnceLock;
 
 use poc_proto::certificate::{PocCertificate, SignedPrekey};
@@ -242,7 +250,12 @@ fn body() -> impl Strategy<Value = Body> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    (header(), body()).prop_map(|(header, body)| Message { header, body })
+    (header(), body()).prop_map(|(mut header, body)| {
+        if let Body::Receipt(receipt) = &body {
+            header.in_reply_to = Some(receipt.acknowledged);
+        }
+        Message { header, body }
+    })
 }
 
 proptest! {

@@ -8,6 +8,14 @@
 //!   run `POCNET_REGENERATE_VECTORS=1 cargo test -p poc-proto --test vectors -- vectors_have_not_drifted`
 //!   and update `proto/SPEC.md` in the same commit.
 
+// Test code: a panic is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

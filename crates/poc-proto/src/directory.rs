@@ -1,0 +1,560 @@
+//! The signed directory: which States are enrolled (their root keys), which
+//! PoCs they certified, their published prekeys, and which are revoked.
+//!
+//! The directory manager signs each snapshot; every snapshot carries a
+//! sequence number and the digest of the previous one, so nodes can keep the
+//! chain and refuse rollbacks and forks ([`VerifiedDirectory::check_successor`]).
+//! The manager's signature alone cannot put a key in a State's mouth: every
+//! entry must also verify under the State root key enrolled for its State,
+//! and entries that do not are set aside in [`VerifiedDirectory::rejected`]
+//! for the node to report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::certificate::{PocCertificate, SignedPrekey, VerifiedCertificate, VerifiedPrekey};
+use crate::codec::{self, limits};
+use crate::envelope::{PeerDirectory, PeerStatus};
+use crate::error::{CertificateError, DecodeError};
+use crate::identity::{Issuer, PocId, StateCode};
+use crate::keys::{
+    ManagerKeyPair, ManagerPublicKey, Signature, SignatureLabel, StateRootPublicKey,
+};
+use crate::time::Timestamp;
+use crate::validate::{Validate, Validator};
+
+/// A State's enrolment: its root public key, registered once by the manager
+/// through the State's Permanent Mission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEnrolment {
+    /// The State.
+    pub state: StateCode,
+    /// Its root key.
+    pub root_key: StateRootPublicKey,
+}
+
+impl Validate for StateEnrolment {
+    fn validate(&self, _: &mut Validator) {}
+}
+
+/// One PoC as listed in the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryEntry {
+    /// Its certificate, signed by its State's root key.
+    pub certificate: PocCertificate,
+    /// Prekeys published since the certificate, signed by the identity key.
+    pub prekeys: Vec<SignedPrekey>,
+    /// Whether the State revoked it.
+    pub revoked: bool,
+}
+
+impl Validate for DirectoryEntry {
+    fn validate(&self, v: &mut Validator) {
+        v.field("certificate", |v| self.certificate.validate(v));
+        v.list("prekeys", &self.prekeys, limits::MAX_PUBLISHED_PREKEYS);
+    }
+}
+
+/// The SHA-256 digest of a signed snapshot's bytes: the chain link.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SnapshotDigest(pub [u8; 32]);
+
+impl std::fmt::Display for SnapshotDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl std::fmt::Debug for SnapshotDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SnapshotDigest({self})")
+    }
+}
+
+/// What a snapshot states.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotBody {
+    /// Position in the chain; the first snapshot is 1.
+    pub sequence: u64,
+    /// Digest of snapshot `sequence - 1`; all zero for the first.
+    pub previous: SnapshotDigest,
+    /// When the manager issued it.
+    pub issued_at: Timestamp,
+    /// Enrolled States.
+    pub states: Vec<StateEnrolment>,
+    /// Listed PoCs (the manager's own ping identity included).
+    pub entries: Vec<DirectoryEntry>,
+}
+
+impl Validate for SnapshotBody {
+    fn validate(&self, v: &mut Validator) {
+        if self.sequence == 0 {
+            v.field("sequence", |v| v.fail("starts at 1"));
+        }
+        v.list("states", &self.states, limits::MAX_DIRECTORY_STATES);
+        v.list("entries", &self.entries, limits::MAX_DIRECTORY_ENTRIES);
+    }
+}
+
+/// Why a snapshot as a whole is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// The bytes do not decode.
+    #[error("directory snapshot does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The manager's signature does not verify.
+    #[error("directory snapshot signature does not verify under the pinned manager key")]
+    BadSignature,
+    /// A State is enrolled twice.
+    #[error("directory snapshot enrols {0} twice")]
+    DuplicateState(StateCode),
+}
+
+/// Why a snapshot does not extend the chain a node holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainError {
+    /// An older snapshot than the one held (a rollback).
+    #[error("rollback refused: offered snapshot {offered}, but snapshot {held} is already held")]
+    Rollback {
+        /// Sequence held.
+        held: u64,
+        /// Sequence offered.
+        offered: u64,
+    },
+    /// A different snapshot with a sequence number already seen, or one whose
+    /// link does not point at the snapshot held (a fork).
+    #[error(
+        "fork refused: snapshot {sequence} does not extend the chain held (digest {offered}, expected link {expected})"
+    )]
+    Fork {
+        /// Sequence of the offending snapshot.
+        sequence: u64,
+        /// Its digest or link.
+        offered: SnapshotDigest,
+        /// The digest the chain held requires.
+        expected: SnapshotDigest,
+    },
+    /// Snapshots are missing between the one held and the one offered.
+    #[error("snapshots {} to {} are missing; fetch them in order", held + 1, offered - 1)]
+    Gap {
+        /// Sequence held.
+        held: u64,
+        /// Sequence offered.
+        offered: u64,
+    },
+}
+
+/// A directory snapshot as it travels: the encoded [`SnapshotBody`] and the
+/// manager's signature over exactly those bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedSnapshot {
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for SignedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedSnapshot")
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Validate for SignedSnapshot {
+    fn validate(&self, _: &mut Validator) {}
+}
+
+impl SignedSnapshot {
+    /// Encodes and signs a snapshot with the manager key.
+    pub fn sign(body: &SnapshotBody, manager: &ManagerKeyPair) -> Result<Self, DirectoryError> {
+        let bytes = codec::encode_large(body)?;
+        let signature = manager.sign(SignatureLabel::DirectorySnapshot, &bytes);
+        Ok(SignedSnapshot {
+            body: bytes,
+            signature,
+        })
+    }
+
+    /// Decodes a signed snapshot (not yet verified).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DirectoryError> {
+        Ok(codec::decode_large(bytes)?)
+    }
+
+    /// Encodes the signed snapshot.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        codec::encode_signed(&self.body, &self.signature.0)
+    }
+
+    /// SHA-256 of [`Self::to_bytes`]: what the next snapshot links to.
+    pub fn digest(&self) -> SnapshotDigest {
+        SnapshotDigest(crate::envelope::content_digest(&self.to_bytes()))
+    }
+
+    /// Verifies the manager's signature, then every entry against its State's
+    /// enrolled root key. Entries that fail are set aside, not trusted.
+    pub fn verify(&self, manager: &ManagerPublicKey) -> Result<VerifiedDirectory, DirectoryError> {
+        if !manager.verify(
+            SignatureLabel::DirectorySnapshot,
+            &self.body,
+            &self.signature,
+        ) {
+            return Err(DirectoryError::BadSignature);
+        }
+        let body: SnapshotBody = codec::decode_large(&self.body)?;
+        let mut roots = BTreeMap::new();
+        for enrolment in &body.states {
+            if roots.insert(enrolment.state, enrolment.root_key).is_some() {
+                return Err(DirectoryError::DuplicateState(enrolment.state));
+            }
+        }
+        let mut entries = BTreeMap::new();
+        let mut rejected = Vec::new();
+        for entry in &body.entries {
+            match verify_entry(entry, &roots, manager) {
+                Ok(verified) => {
+                    let id = verified.certificate.poc_id().clone();
+                    match entries.entry(id) {
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(verified);
+                        }
+                        std::collections::btree_map::Entry::Occupied(slot) => {
+                            rejected.push(RejectedEntry {
+                                poc_id: Some(slot.key().clone()),
+                                reason: CertificateError::Inconsistent("listed twice".into()),
+                            });
+                        }
+                    }
+                }
+                Err(rejection) => rejected.push(rejection),
+            }
+        }
+        Ok(VerifiedDirectory {
+            sequence: body.sequence,
+            previous: body.previous,
+            issued_at: body.issued_at,
+            digest: self.digest(),
+            roots,
+            entries,
+            rejected,
+        })
+    }
+}
+
+fn verify_entry(
+    entry: &DirectoryEntry,
+    roots: &BTreeMap<StateCode, StateRootPublicKey>,
+    manager: &ManagerPublicKey,
+) -> Result<VerifiedEntry, RejectedEntry> {
+    let reject = |poc_id: Option<PocId>, reason| RejectedEntry { poc_id, reason };
+    let claimed = entry
+        .certificate
+        .unverified_body()
+        .map_err(|e| reject(None, e))?;
+    let certificate = match claimed.issuer {
+        Issuer::State(state) => {
+            let root = roots.get(&state).ok_or_else(|| {
+                reject(
+                    Some(claimed.poc_id.clone()),
+                    CertificateError::Inconsistent(format!("{state} is not enrolled")),
+                )
+            })?;
+            entry.certificate.verify_by_state(root)
+        }
+        Issuer::DirectoryManager => entry.certificate.verify_by_manager(manager),
+    }
+    .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    let prekeys = entry
+        .prekeys
+        .iter()
+        .map(|signed| certificate.verify_prekey(signed))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    Ok(VerifiedEntry {
+        certificate,
+        prekeys,
+        revoked: entry.revoked,
+    })
+}
+
+/// A listed PoC whose certificate and prekeys verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedEntry {
+    /// The certificate.
+    pub certificate: VerifiedCertificate,
+    /// Rotated prekeys.
+    pub prekeys: Vec<VerifiedPrekey>,
+    /// Revoked by its State.
+    pub revoked: bool,
+}
+
+/// An entry of a snapshot that did not verify, kept for the node to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEntry {
+    /// The PoC it claims to be, if that much decoded.
+    pub poc_id: Option<PocId>,
+    /// Why it was refused.
+    pub reason: CertificateError,
+}
+
+/// A snapshot whose signature and entries were checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedDirectory {
+    sequence: u64,
+    previous: SnapshotDigest,
+    issued_at: Timestamp,
+    digest: SnapshotDigest,
+    roots: BTreeMap<StateCode, StateRootPublicKey>,
+    entries: BTreeMap<PocId, VerifiedEntry>,
+    rejected: Vec<RejectedEntry>,
+}
+
+impl VerifiedDirectory {
+    /// Position in the chain.
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// This snapshot's digest.
+    pub fn digest(&self) -> SnapshotDigest {
+        self.digest
+    }
+
+    /// The digest this snapshot links to.
+    pub fn previous(&self) -> SnapshotDigest {
+        self.previous
+    }
+
+    /// When it was issued.
+    pub fn issued_at(&self) -> Timestamp {
+        self.issued_at
+    }
+
+    /// The root key enrolled for `state`.
+    pub fn state_root(&self, state: StateCode) -> Option<&StateRootPublicKey> {
+        self.roots.get(&state)
+    }
+
+    /// Enrolled States.
+    pub fn states(&self) -> impl Iterator<Item = StateCode> + '_ {
+        self.roots.keys().copied()
+    }
+
+    /// Every verified entry, by PoC id.
+    pub fn entries(&self) -> &BTreeMap<PocId, VerifiedEntry> {
+        &self.entries
+    }
+
+    /// Entries that failed verification.
+    pub fn rejected(&self) -> &[RejectedEntry] {
+        &self.rejected
+    }
+
+    /// The prekey to seal to for `poc` at `now`: the most recent one valid now.
+    pub fn current_prekey(&self, poc: &PocId, now: Timestamp) -> Option<VerifiedPrekey> {
+        let entry = self.entries.get(poc)?;
+        std::iter::once(entry.certificate.initial_prekey())
+            .chain(entry.prekeys.iter().cloned())
+            .filter(|p| p.prekey().is_valid_at(now))
+            .max_by_key(|p| p.prekey().valid_from)
+    }
+
+    /// Checks that `next` extends the chain ending at this snapshot.
+    /// `Ok(false)` means `next` is this very snapshot (nothing to do).
+    pub fn check_successor(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
+        use std::cmp::Ordering;
+        match next.sequence.cmp(&self.sequence) {
+            Ordering::Less => Err(ChainError::Rollback {
+                held: self.sequence,
+                offered: next.sequence,
+            }),
+            Ordering::Equal if next.digest == self.digest => Ok(false),
+            Ordering::Equal => Err(ChainError::Fork {
+                sequence: next.sequence,
+                offered: next.digest,
+                expected: self.digest,
+            }),
+            Ordering::Greater if next.sequence > self.sequence + 1 => Err(ChainError::Gap {
+                held: self.sequence,
+                offered: next.sequence,
+            }),
+            Ordering::Greater if next.previous != self.digest => Err(ChainError::Fork {
+                sequence: next.sequence,
+                offered: next.previous,
+                expected: self.digest,
+            }),
+            Ordering::Greater => Ok(true),
+        }
+    }
+}
+
+impl PeerDirectory for VerifiedDirectory {
+    fn lookup(&self, poc: &PocId) -> PeerStatus<'_> {
+        match self.entries.get(poc) {
+            Some(entry) if entry.revoked => PeerStatus::Revoked,
+            Some(entry) => PeerStatus::Active(&entry.certificate),
+            None => PeerStatus::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::{NOW, World};
+
+    fn snapshot(world: &World, sequence: u64, previous: SnapshotDigest) -> SignedSnapshot {
+        let states = world
+            .roots
+            .iter()
+            .map(|(state, root)| StateEnrolment {
+                state: *state,
+                root_key: root.public(),
+            })
+            .collect();
+        let entries = world
+            .pocs
+            .values()
+            .map(|p| DirectoryEntry {
+                certificate: p.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+            })
+            .collect();
+        let body = SnapshotBody {
+            sequence,
+            previous,
+            issued_at: NOW,
+            states,
+            entries,
+        };
+        SignedSnapshot::sign(&body, &world.manager).unwrap()
+    }
+
+    #[test]
+    fn snapshots_verify_and_chain() {
+        let world = World::new();
+        let first = snapshot(&world, 1, SnapshotDigest([0; 32]));
+        let bytes = first.to_bytes();
+        let first = SignedSnapshot::from_bytes(&bytes)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap();
+        assert_eq!(first.entries().len(), world.pocs.len());
+        assert!(first.rejected().is_empty());
+        let second = snapshot(&world, 2, first.digest())
+            .verify(&world.manager.public())
+            .unwrap();
+        assert_eq!(first.check_successor(&second), Ok(true));
+        assert_eq!(second.check_successor(&second), Ok(false));
+        assert!(matches!(
+            second.check_successor(&first),
+            Err(ChainError::Rollback {
+                held: 2,
+                offered: 1
+            })
+        ));
+        let forked = snapshot(&world, 2, SnapshotDigest([9; 32]))
+            .verify(&world.manager.public())
+            .unwrap();
+        assert!(matches!(
+            first.check_successor(&forked),
+            Err(ChainError::Fork { .. })
+        ));
+        let mut other = world
+            .pocs
+            .values()
+            .next()
+            .unwrap()
+            .certificate
+            .certificate()
+            .clone();
+        let _ = &mut other;
+        let third = snapshot(&world, 4, second.digest())
+            .verify(&world.manager.public())
+            .unwrap();
+        assert!(matches!(
+            second.check_successor(&third),
+            Err(ChainError::Gap { .. })
+        ));
+    }
+
+    #[test]
+    fn a_manager_cannot_certify_a_state_poc() {
+        // The manager signs a certificate claiming to be EST's: the snapshot
+        // verifies, but the entry is set aside.
+        let world = World::new();
+        let est = world.poc("EST.cert");
+        let forged = PocCertificate::issue_by_state(
+            est.certificate.body(),
+            &crate::keys::StateRootKeyPair::from_secret_bytes(&[1; 32]),
+        )
+        .unwrap();
+        let mut body = SnapshotBody {
+            sequence: 1,
+            previous: SnapshotDigest([0; 32]),
+            issued_at: NOW,
+            states: world
+                .roots
+                .iter()
+                .map(|(state, root)| StateEnrolment {
+                    state: *state,
+                    root_key: root.public(),
+                })
+                .collect(),
+            entries: vec![DirectoryEntry {
+                certificate: forged,
+                prekeys: vec![],
+                revoked: false,
+            }],
+        };
+        let dir = SignedSnapshot::sign(&body, &world.manager)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap();
+        assert!(dir.entries().is_empty());
+        assert_eq!(dir.rejected().len(), 1);
+        assert_eq!(dir.rejected()[0].reason, CertificateError::BadSignature);
+        // And a snapshot signed by anyone else is refused whole.
+        body.entries.clear();
+        let other = ManagerKeyPair::from_secret_bytes(&[2; 32]);
+        let err = SignedSnapshot::sign(&body, &other)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap_err();
+        assert_eq!(err, DirectoryError::BadSignature);
+    }
+
+    #[test]
+    fn revoked_entries_are_reported_as_revoked() {
+        let world = World::new();
+        let fra = world.poc("FRA.cert");
+        let body = SnapshotBody {
+            sequence: 1,
+            previous: SnapshotDigest([0; 32]),
+            issued_at: NOW,
+            states: world
+                .roots
+                .iter()
+                .map(|(state, root)| StateEnrolment {
+                    state: *state,
+                    root_key: root.public(),
+                })
+                .collect(),
+            entries: vec![DirectoryEntry {
+                certificate: fra.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: true,
+            }],
+        };
+        let dir = SignedSnapshot::sign(&body, &world.manager)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap();
+        assert!(matches!(dir.lookup(fra.id()), PeerStatus::Revoked));
+        assert_eq!(dir.current_prekey(fra.id(), NOW).unwrap(), fra.prekey());
+    }
+}
