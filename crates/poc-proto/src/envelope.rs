@@ -242,6 +242,22 @@ impl<'a> Sender<'a> {
         if expires_at <= header.created_at {
             return Err(SealError::ExpiryNotAfterCreation);
         }
+        if expires_at > header.created_at.plus(MAX_MESSAGE_AGE) {
+            return Err(SealError::ExpiryTooFar {
+                max: MAX_MESSAGE_AGE,
+            });
+        }
+        // Refuse here what the recipient's policy would refuse on arrival.
+        policy::check_roles(
+            self.certificate.body(),
+            recipient.body(),
+            message.body.kind(),
+        )
+        .map_err(|_| SealError::RoleNotAllowed {
+            sender_role: self.certificate.role(),
+            recipient_role: recipient.role(),
+            kind: message.body.kind(),
+        })?;
 
         let content = codec::encode(message)?;
         let signature = self.identity.sign(SignatureLabel::Message, &content);
@@ -465,12 +481,19 @@ pub struct VerifyPolicy {
     pub max_future_skew: Seconds,
 }
 
+/// The default oldest accepted message age (14 days), and so the longest an
+/// envelope may be set to live: a sender refuses to seal one that outlives it.
+pub const MAX_MESSAGE_AGE: Seconds = Seconds::days(14);
+
+/// The default accepted clock skew into the future (5 minutes).
+pub const MAX_FUTURE_SKEW: Seconds = Seconds(300);
+
 impl Default for VerifyPolicy {
-    /// 14 days of age, 5 minutes of skew.
+    /// [`MAX_MESSAGE_AGE`] and [`MAX_FUTURE_SKEW`].
     fn default() -> Self {
         VerifyPolicy {
-            max_age: Seconds::days(14),
-            max_future_skew: Seconds(300),
+            max_age: MAX_MESSAGE_AGE,
+            max_future_skew: MAX_FUTURE_SKEW,
         }
     }
 }
@@ -488,7 +511,8 @@ impl PrekeyRing {
         Self::default()
     }
 
-    /// Adds a prekey and its secret. Refuses a secret that does not match.
+    /// Adds a prekey and its secret. Refuses a secret that does not match,
+    /// and an id already held for a different key (ids name keys on the wire).
     pub fn insert(
         &mut self,
         prekey: crate::certificate::Prekey,
@@ -496,6 +520,13 @@ impl PrekeyRing {
     ) -> Result<(), SealError> {
         if secret.public() != prekey.public {
             return Err(SealError::KeyMismatch);
+        }
+        if let Some((held, _)) = self.keys.get(&prekey.id)
+            && held.public != prekey.public
+        {
+            return Err(SealError::PrekeyIdInUse {
+                prekey_id: prekey.id.0,
+            });
         }
         self.keys.insert(prekey.id, (prekey, secret));
         Ok(())
@@ -572,6 +603,13 @@ impl<D: PeerDirectory> Recipient<'_, D> {
         replay: &mut impl ReplayCache,
         now: Timestamp,
     ) -> Result<OpenedMessage, OpenError> {
+        // The version comes first so an incompatible peer hears exactly that,
+        // whatever else is wrong with the bytes.
+        if let Ok(version) = fixed_at::<2>(envelope, 0).map(u16::from_le_bytes)
+            && version != VERSION
+        {
+            return Err(DecodeError::UnknownVersion { version }.into());
+        }
         let outer = OuterHeader::parse(envelope)?;
         if outer.version != VERSION {
             return Err(DecodeError::UnknownVersion {

@@ -330,6 +330,32 @@ pub enum SealError {
     /// The expiry is not after the message's creation time.
     #[error("envelope expiry must be after the message's creation time")]
     ExpiryNotAfterCreation,
+    /// The expiry is further from creation than receivers accept messages.
+    #[error(
+        "envelope expiry must be at most {max} after the message's creation (receivers refuse older messages)"
+    )]
+    ExpiryTooFar {
+        /// The largest allowed span.
+        max: crate::time::Seconds,
+    },
+    /// The role policy forbids this exchange; the recipient would refuse it.
+    #[error(
+        "role policy forbids a {kind} from a {sender_role} PoC to a {recipient_role} PoC of another State (diplomatic PoCs write to diplomatic PoCs, technical to technical)"
+    )]
+    RoleNotAllowed {
+        /// Sender's role.
+        sender_role: Role,
+        /// Recipient's role.
+        recipient_role: Role,
+        /// Kind of message.
+        kind: MessageKind,
+    },
+    /// A different prekey is already held under this id.
+    #[error("prekey id {prekey_id:016x} is already used by another key")]
+    PrekeyIdInUse {
+        /// The id.
+        prekey_id: u64,
+    },
     /// The recipient's key-agreement key gives no usable shared secret.
     #[error("recipient prekey is unusable: {0}")]
     Key(#[from] KeyError),

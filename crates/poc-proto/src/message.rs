@@ -242,6 +242,9 @@ pub struct Header {
 
 impl Validate for Header {
     fn validate(&self, v: &mut Validator) {
+        if self.sender == self.recipient {
+            v.field("recipient", |v| v.fail("must differ from the sender"));
+        }
         if let Some(exercise) = &self.exercise {
             v.non_empty_short_text("exercise", &exercise.0);
         }

@@ -209,6 +209,40 @@ fn truncated_and_trailing_input_is_malformed() {
 }
 
 #[test]
+fn unknown_version_is_named_even_when_the_rest_is_garbage() {
+    let world = World::new();
+    for bytes in [&[2u8, 0][..], &[9, 9, 1, 2, 3], &[0xff, 0xff, 0, 0, 0, 0]] {
+        let err = open(&world, "FRA.cert", bytes).unwrap_err();
+        assert!(
+            matches!(err, OpenError::Decode(DecodeError::UnknownVersion { .. })),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn reusing_a_prekey_id_for_another_key_is_refused() {
+    let mut ring = poc_proto::envelope::PrekeyRing::new();
+    let prekey = |seed: u8| {
+        let secret = poc_proto::keys::PrekeySecret::from_secret_bytes(&[seed; 32]);
+        let prekey = poc_proto::certificate::Prekey {
+            id: poc_proto::certificate::PrekeyId(1),
+            public: secret.public(),
+            valid_from: NOW,
+            valid_until: NOW.plus(Seconds::DAY),
+        };
+        (prekey, secret)
+    };
+    let (a, secret_a) = prekey(1);
+    ring.insert(a, secret_a).unwrap();
+    let (b, secret_b) = prekey(2);
+    assert!(matches!(
+        ring.insert(b, secret_b),
+        Err(SealError::PrekeyIdInUse { prekey_id: 1 })
+    ));
+}
+
+#[test]
 fn unknown_version_is_named() {
     let world = World::new();
     let sealed = world
@@ -357,17 +391,17 @@ fn old_message_in_a_long_lived_envelope_is_refused() {
     let world = World::new();
     let mut msg = inquiry_message(&world, "EST.cert", "FRA.cert", 512);
     msg.header.created_at = NOW.minus(Seconds::days(20));
-    let from = world.poc("EST.cert");
-    let to = world.poc("FRA.cert");
-    let sealed = Sender::new(&from.certificate, &from.identity)
-        .unwrap()
-        .seal(
-            &msg,
-            &to.certificate,
-            &to.prekey(),
-            NOW.plus(Seconds::DAY),
-            EphemeralSecret::from_random_bytes([5; 32]),
-        )
+    // An honest sender refuses to make an envelope outlive the window...
+    let err = world.seal(&msg, "old").unwrap_err();
+    assert!(matches!(err, SealError::ExpiryTooFar { .. }), "{err}");
+    // ...and a receiver refuses one made by hand.
+    let content = msg.encode().unwrap();
+    let signature = world
+        .poc("EST.cert")
+        .identity
+        .sign(SignatureLabel::Message, &content);
+    let sealed = world
+        .seal_raw(&content, &signature, "FRA.cert", "old")
         .unwrap();
     let err = open(&world, "FRA.cert", sealed.as_bytes()).unwrap_err();
     assert!(
@@ -470,12 +504,21 @@ fn unknown_expired_and_revoked_senders_are_refused() {
 #[test]
 fn roles_are_enforced_across_states() {
     let world = World::new();
+    // Sealed raw, bypassing the sender-side check, to test the receiver.
     let inquiry = |from: &str, to: &str| {
-        let sealed = world
-            .seal(&inquiry_message(&world, from, to, 256), "role")
-            .unwrap();
+        let content = inquiry_message(&world, from, to, 256).encode().unwrap();
+        let signature = world
+            .poc(from)
+            .identity
+            .sign(SignatureLabel::Message, &content);
+        let sealed = world.seal_raw(&content, &signature, to, "role").unwrap();
         open(&world, to, sealed.as_bytes()).map(|_| ())
     };
+    // An honest sender is stopped before sealing.
+    let err = world
+        .seal(&inquiry_message(&world, "EST.mfa", "FRA.cert", 256), "role")
+        .unwrap_err();
+    assert!(matches!(err, SealError::RoleNotAllowed { .. }), "{err}");
     // Diplomatic to foreign technical: refused, with the rule in the message.
     let err = inquiry("EST.mfa", "FRA.cert").unwrap_err();
     assert!(matches!(err, OpenError::RoleNotAllowed { .. }), "{err}");
@@ -644,6 +687,33 @@ fn sealing_refuses_misuse_with_clear_errors() {
     assert!(
         err.to_string()
             .contains("body.inquiry.incident.summary.original"),
+        "{err}"
+    );
+    // Expiry beyond what receivers accept.
+    let msg = inquiry_message(&world, "EST.cert", "FRA.cert", 256);
+    let err = sender
+        .seal(
+            &msg,
+            &fra.certificate,
+            &fra.prekey(),
+            NOW.plus(Seconds::days(15)),
+            eph(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, SealError::ExpiryTooFar { .. }), "{err}");
+    // A message to oneself.
+    let msg = inquiry_message(&world, "EST.cert", "EST.cert", 256);
+    let err = sender
+        .seal(
+            &msg,
+            &est.certificate,
+            &est.prekey(),
+            NOW.plus(Seconds::DAY),
+            eph(),
+        )
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("must differ from the sender"),
         "{err}"
     );
     // Expiry before creation.

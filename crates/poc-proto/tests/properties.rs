@@ -250,12 +250,18 @@ fn body() -> impl Strategy<Value = Body> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    (header(), body()).prop_map(|(mut header, body)| {
-        if let Body::Receipt(receipt) = &body {
-            header.in_reply_to = Some(receipt.acknowledged);
-        }
-        Message { header, body }
-    })
+    (
+        header().prop_filter("a PoC does not write to itself", |h| {
+            h.sender != h.recipient
+        }),
+        body(),
+    )
+        .prop_map(|(mut header, body)| {
+            if let Body::Receipt(receipt) = &body {
+                header.in_reply_to = Some(receipt.acknowledged);
+            }
+            Message { header, body }
+        })
 }
 
 proptest! {

@@ -507,7 +507,15 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
         header: w.header("EST.mfa", "FRA.cert", "role"),
         body: Body::Inquiry(sample_inquiry(256)),
     };
-    let role_env = w.seal(&role, "neg-role").unwrap().into_bytes();
+    let role_content = role.encode().unwrap();
+    let role_sig = w
+        .poc("EST.mfa")
+        .identity
+        .sign(SignatureLabel::Message, &role_content);
+    let role_env = w
+        .seal_raw(&role_content, &role_sig, "FRA.cert", "neg-role")
+        .unwrap()
+        .into_bytes();
     g.negative(
         "neg-role-diplomatic-to-foreign-technical",
         role_env,
