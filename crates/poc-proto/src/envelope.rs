@@ -161,6 +161,8 @@ impl Validate for SignedMessage {
 pub struct SealedEnvelope {
     bytes: Vec<u8>,
     message_id: MessageId,
+    content: Vec<u8>,
+    signature: Signature,
 }
 
 impl SealedEnvelope {
@@ -177,6 +179,16 @@ impl SealedEnvelope {
     /// The id of the message inside (known to the sender only).
     pub fn message_id(&self) -> MessageId {
         self.message_id
+    }
+
+    /// The exact signed content bytes inside, for the sender's own record.
+    pub fn content(&self) -> &[u8] {
+        &self.content
+    }
+
+    /// The sender's signature over [`Self::content`].
+    pub fn signature(&self) -> &Signature {
+        &self.signature
     }
 }
 
@@ -327,7 +339,12 @@ pub(crate) fn seal_signed(
             max: limits::MAX_ENVELOPE_BYTES,
         });
     }
-    Ok(SealedEnvelope { bytes, message_id })
+    Ok(SealedEnvelope {
+        bytes,
+        message_id,
+        content: content.to_vec(),
+        signature: *signature,
+    })
 }
 
 /// The transcript bound into both the key derivation and the AEAD.
