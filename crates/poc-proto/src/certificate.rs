@@ -217,10 +217,7 @@ impl PocCertificate {
         if !root.verify(SignatureLabel::PocCertificate, &self.body, &self.signature) {
             return Err(CertificateError::BadSignature);
         }
-        Ok(VerifiedCertificate {
-            body,
-            certificate: self.clone(),
-        })
+        VerifiedCertificate::new(body, self.clone())
     }
 
     /// Verifies the manager's certificate against the manager key.
@@ -237,10 +234,7 @@ impl PocCertificate {
         if !manager.verify(SignatureLabel::PocCertificate, &self.body, &self.signature) {
             return Err(CertificateError::BadSignature);
         }
-        Ok(VerifiedCertificate {
-            body,
-            certificate: self.clone(),
-        })
+        VerifiedCertificate::new(body, self.clone())
     }
 }
 
@@ -249,9 +243,31 @@ impl PocCertificate {
 pub struct VerifiedCertificate {
     body: CertificateBody,
     certificate: PocCertificate,
+    /// The identity key, parsed once: every message from this PoC is
+    /// verified against it.
+    identity: ed25519_dalek::VerifyingKey,
 }
 
 impl VerifiedCertificate {
+    fn new(body: CertificateBody, certificate: PocCertificate) -> Result<Self, CertificateError> {
+        let identity = crate::keys::checked_verifying_key(&body.identity_key.to_bytes())?;
+        Ok(VerifiedCertificate {
+            body,
+            certificate,
+            identity,
+        })
+    }
+
+    /// Verifies a signature by this PoC's identity key.
+    pub(crate) fn verify_signature(
+        &self,
+        label: SignatureLabel,
+        bytes: &[u8],
+        signature: &Signature,
+    ) -> bool {
+        crate::keys::verify_parsed(&self.identity, label, bytes, signature)
+    }
+
     /// What the certificate states.
     pub fn body(&self) -> &CertificateBody {
         &self.body
@@ -312,11 +328,7 @@ impl VerifiedCertificate {
         if statement.owner != self.body.poc_id {
             return Err(bad());
         }
-        if !self.body.identity_key.verify(
-            SignatureLabel::Prekey,
-            &signed.statement,
-            &signed.signature,
-        ) {
+        if !self.verify_signature(SignatureLabel::Prekey, &signed.statement, &signed.signature) {
             return Err(bad());
         }
         Ok(VerifiedPrekey {

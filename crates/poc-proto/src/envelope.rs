@@ -549,6 +549,11 @@ impl PrekeyRing {
         Ok(())
     }
 
+    /// A prekey and its secret, if still held.
+    pub fn get(&self, id: PrekeyId) -> Option<(&crate::certificate::Prekey, &PrekeySecret)> {
+        self.keys.get(&id).map(|(prekey, secret)| (prekey, secret))
+    }
+
     /// The secret of a prekey, if still held.
     pub fn secret(&self, id: PrekeyId) -> Option<&PrekeySecret> {
         self.keys.get(&id).map(|(_, secret)| secret)
@@ -644,12 +649,12 @@ impl<D: PeerDirectory> Recipient<'_, D> {
             });
         }
         let body: SealedBodyV1 = codec::decode(&wire.body, limits::MAX_ENVELOPE_BYTES)?;
-        let secret = self
-            .prekeys
-            .secret(body.prekey_id)
-            .ok_or(OpenError::UnknownPrekey {
-                prekey_id: body.prekey_id.0,
-            })?;
+        let (prekey, secret) =
+            self.prekeys
+                .get(body.prekey_id)
+                .ok_or(OpenError::UnknownPrekey {
+                    prekey_id: body.prekey_id.0,
+                })?;
         let dh = secret
             .diffie_hellman(&body.ephemeral)
             .ok_or(OpenError::Undecryptable)?;
@@ -657,7 +662,8 @@ impl<D: PeerDirectory> Recipient<'_, D> {
             wire.mailbox,
             wire.expires_at,
             &body.ephemeral,
-            &secret.public().to_bytes(),
+            // The ring checked at insertion that this public key is the secret's.
+            &prekey.public.to_bytes(),
             body.prekey_id,
         );
         let aead_key = derive_key(&dh, &transcript).ok_or(OpenError::Undecryptable)?;
@@ -699,11 +705,7 @@ impl<D: PeerDirectory> Recipient<'_, D> {
             .check_valid_at(now)
             .map_err(OpenError::SenderCertificate)?;
         let signature = Signature(signed.signature);
-        if !sender
-            .body()
-            .identity_key
-            .verify(SignatureLabel::Message, &signed.content, &signature)
-        {
+        if !sender.verify_signature(SignatureLabel::Message, &signed.content, &signature) {
             return Err(OpenError::BadSignature {
                 poc_id: header.sender.clone(),
             });

@@ -67,7 +67,19 @@ fn labelled(label: SignatureLabel, bytes: &[u8]) -> Vec<u8> {
     input
 }
 
-fn checked_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, KeyError> {
+/// Verifies with an already parsed key (for callers that verify many
+/// signatures by the same key, such as a certificate's holder).
+pub(crate) fn verify_parsed(
+    key: &VerifyingKey,
+    label: SignatureLabel,
+    bytes: &[u8],
+    signature: &Signature,
+) -> bool {
+    let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
+    key.verify_strict(&labelled(label, bytes), &sig).is_ok()
+}
+
+pub(crate) fn checked_verifying_key(bytes: &[u8; 32]) -> Result<VerifyingKey, KeyError> {
     let key = VerifyingKey::from_bytes(bytes).map_err(|_| KeyError::InvalidEd25519Key)?;
     if key.is_weak() {
         return Err(KeyError::InvalidEd25519Key);
