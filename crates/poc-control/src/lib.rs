@@ -1,0 +1,384 @@
+//! The local control API of a pocd node, spoken by the `poc` CLI.
+//!
+//! Transport: a Unix domain socket (mode 0600, inside the node's 0700 data
+//! directory, so only the node's operator account can connect). Each request
+//! is one line of JSON; each response is one line of JSON:
+//! `{"ok": <value>}` or `{"error": {"message": "...", "hint": "..."}}`.
+//! A connection may carry many requests in turn. Requests are at most
+//! [`MAX_REQUEST_BYTES`]; the daemon closes connections idle for a minute.
+//!
+//! The API is local-only by design: nothing here is reachable from the
+//! network, and nothing returned contains key material.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+
+use poc_proto::message::{ExerciseId, Handling, Language};
+use poc_proto::{Body, MessageId, PocId, ThreadId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+/// Largest request line the daemon reads (a message with attachments).
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
+
+/// A request to the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Node identity, deliveries, overdue deadlines.
+    Status,
+    /// Sign, seal and queue a message.
+    Send(Box<SendRequest>),
+    /// Incident threads, newest activity first.
+    Inbox,
+    /// One thread with all its messages, receipts and deadlines.
+    Thread {
+        /// The thread.
+        thread: ThreadId,
+    },
+    /// Outbox entries.
+    Outbox,
+    /// PoCs in the node's directory.
+    Directory,
+    /// Check the record's hash chain.
+    RecordVerify,
+    /// Record entries after `after_seq`, at most `limit`.
+    RecordExport {
+        /// Exclusive lower bound.
+        after_seq: u64,
+        /// Page size.
+        limit: u32,
+    },
+}
+
+/// A message to send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// Recipient PoC.
+    pub to: PocId,
+    /// Existing thread (replies), or `None` to open a new one (inquiries).
+    pub thread: Option<ThreadId>,
+    /// The message answered.
+    pub in_reply_to: Option<MessageId>,
+    /// Language of the free text.
+    pub language: Language,
+    /// Handling label.
+    pub handling: Handling,
+    /// Exercise marker.
+    pub exercise: Option<ExerciseId>,
+    /// The content.
+    pub body: Body,
+}
+
+/// What the daemon says back after accepting a send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendAccepted {
+    /// The new message's id.
+    pub message_id: MessageId,
+    /// Its thread.
+    pub thread_id: ThreadId,
+    /// Outbox entry that will deliver it.
+    pub outbox_id: i64,
+    /// Recommended template fields it lacks (it is sent anyway).
+    pub missing_fields: Vec<String>,
+}
+
+/// A deadline on a thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineView {
+    /// `respond-by` or `eta`.
+    pub kind: String,
+    /// When.
+    pub at: Timestamp,
+    /// Who owes it.
+    pub owed_by: PocId,
+    /// Whether it was met.
+    pub met: bool,
+    /// Whether it has passed unmet.
+    pub overdue: bool,
+}
+
+/// One thread in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadSummary {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The other PoC.
+    pub peer: PocId,
+    /// True if this node sent the inquiry.
+    pub outgoing: bool,
+    /// The inquiry's summary.
+    pub subject: String,
+    /// Life-cycle state, e.g. `receipted`, `follow-up pending (ETA ...)`.
+    pub state: String,
+    /// Exercise marker, if an exercise thread.
+    pub exercise: Option<String>,
+    /// Handling label of the inquiry (e.g. `TLP:AMBER`).
+    pub handling: String,
+    /// When the inquiry was sent or received.
+    pub opened_at: Timestamp,
+    /// Last message time.
+    pub last_activity: Timestamp,
+    /// Messages on the thread.
+    pub messages: u32,
+    /// Deadlines, met or not.
+    pub deadlines: Vec<DeadlineView>,
+}
+
+/// One message as recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageView {
+    /// Record sequence number.
+    pub seq: u64,
+    /// `sent` or `received`.
+    pub direction: String,
+    /// When recorded.
+    pub at: Timestamp,
+    /// Message kind.
+    pub kind: String,
+    /// Message id.
+    pub message_id: MessageId,
+    /// The message answered.
+    pub in_reply_to: Option<MessageId>,
+    /// Sender.
+    pub sender: PocId,
+    /// Recipient.
+    pub recipient: PocId,
+    /// Handling label.
+    pub handling: String,
+    /// Language tag.
+    pub language: String,
+    /// Exercise marker.
+    pub exercise: Option<String>,
+    /// For sent messages: delivery status.
+    pub delivery: Option<String>,
+    /// The decoded content.
+    pub body: Body,
+}
+
+/// A thread with its messages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThreadView {
+    /// Summary line.
+    pub summary: ThreadSummary,
+    /// Every message, in record order.
+    pub messages: Vec<MessageView>,
+}
+
+/// An outbox entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxView {
+    /// Outbox id.
+    pub id: i64,
+    /// Message id.
+    pub message_id: MessageId,
+    /// Thread.
+    pub thread_id: ThreadId,
+    /// Recipient.
+    pub recipient: PocId,
+    /// Message kind.
+    pub kind: String,
+    /// `pending`, `delivered`, `failed` or `expired`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Last error, if any.
+    pub last_error: Option<String>,
+    /// How it was delivered (`direct` or a relay).
+    pub delivered_via: Option<String>,
+    /// When it was delivered.
+    pub delivered_at: Option<Timestamp>,
+    /// When it was queued.
+    pub created_at: Timestamp,
+    /// Next attempt, while pending.
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+/// Node status.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// This node's PoC.
+    pub poc_id: PocId,
+    /// Its role.
+    pub role: String,
+    /// QUIC listen address.
+    pub listen: String,
+    /// Directory snapshot sequence held.
+    pub directory_sequence: u64,
+    /// Record entries.
+    pub record_entries: u64,
+    /// Outbox entries by status.
+    pub outbox_pending: u32,
+    /// Delivered entries.
+    pub outbox_delivered: u32,
+    /// Failed or expired entries.
+    pub outbox_failed: u32,
+    /// Entries still pending, with why.
+    pub pending: Vec<OutboxView>,
+    /// Overdue deadlines, by thread.
+    pub overdue: Vec<(ThreadId, DeadlineView)>,
+}
+
+/// A PoC in the directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryPoc {
+    /// Its id.
+    pub poc_id: PocId,
+    /// Its role.
+    pub role: String,
+    /// Revoked?
+    pub revoked: bool,
+    /// Endpoints.
+    pub endpoints: Vec<String>,
+    /// Certificate validity end.
+    pub valid_until: Timestamp,
+}
+
+/// One problem found by record verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordProblemView {
+    /// The entry concerned.
+    pub seq: u64,
+    /// Kind of problem (`edited`, `missing`, `reordered`, ...).
+    pub kind: String,
+    /// Explanation.
+    pub detail: String,
+}
+
+/// Result of record verification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordVerifyView {
+    /// Entries checked.
+    pub entries: u64,
+    /// Hash of the last entry (hex).
+    pub head_hash: String,
+    /// Problems; empty means the record is intact.
+    pub problems: Vec<RecordProblemView>,
+}
+
+/// A record entry as exported (JSON lines).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordEntryView {
+    /// Sequence.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// `sent`, `received`, `rejected`, `purge`, `note`.
+    pub event: String,
+    /// Other party.
+    pub peer: Option<PocId>,
+    /// Message id.
+    pub message_id: Option<MessageId>,
+    /// Thread.
+    pub thread_id: Option<ThreadId>,
+    /// Message kind.
+    pub kind: Option<String>,
+    /// Exercise.
+    pub exercise: Option<String>,
+    /// Rejection reason or note.
+    pub detail: Option<String>,
+    /// Sealed envelope bytes, hex.
+    pub envelope_hex: Option<String>,
+    /// Signed content bytes, hex.
+    pub content_hex: Option<String>,
+    /// Chain hash (hex).
+    pub entry_hash: String,
+}
+
+/// An error from the daemon: what happened and what to do.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+pub struct ApiError {
+    /// What went wrong.
+    pub message: String,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a hint.
+    pub fn new(message: impl Into<String>, hint: Option<&str>) -> Self {
+        ApiError {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+}
+
+/// The wire form of a response.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Response {
+    /// Success with a value.
+    Ok(serde_json::Value),
+    /// Failure.
+    Error(ApiError),
+}
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket is not there or refuses connections.
+    #[error("cannot reach pocd at {path}: {source}")]
+    Connect {
+        /// The socket path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The connection broke.
+    #[error("lost the connection to pocd: {0}")]
+    Io(#[from] std::io::Error),
+    /// The daemon answered something unreadable.
+    #[error("pocd answered something this poc does not understand: {0}")]
+    Protocol(#[from] serde_json::Error),
+    /// The daemon refused the request.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// A blocking client for the CLI.
+#[derive(Debug)]
+pub struct Client {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Client {
+    /// Connects to the node's control socket.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let writer = stream.try_clone()?;
+        Ok(Client {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Sends one request and decodes the `ok` value as `T`.
+    pub fn call<T: serde::de::DeserializeOwned>(
+        &mut self,
+        request: &Request,
+    ) -> Result<T, ClientError> {
+        let mut line = serde_json::to_vec(request)?;
+        line.push(b'\n');
+        self.writer.write_all(&line)?;
+        let mut answer = String::new();
+        self.reader.read_line(&mut answer)?;
+        if answer.is_empty() {
+            return Err(ClientError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "pocd closed the connection",
+            )));
+        }
+        match serde_json::from_str::<Response>(&answer)? {
+            Response::Ok(value) => Ok(serde_json::from_value(value)?),
+            Response::Error(err) => Err(ClientError::Api(err)),
+        }
+    }
+}

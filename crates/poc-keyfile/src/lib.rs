@@ -1,0 +1,407 @@
+//! pocnet key files.
+//!
+//! A secret key file holds one 32-byte secret (an Ed25519 seed or an X25519
+//! secret) as text, so an operator can see what it is without printing the
+//! secret:
+//!
+//! ```text
+//! pocnet-secret-key v1
+//! kind: identity
+//! label: EST.cert
+//! secret: 5f1c...(64 hex digits)
+//! ```
+//!
+//! Secret files are created with mode 0600 (never group- or world-readable),
+//! written and synced before they become visible (write to a temporary name,
+//! fsync, rename), refused on read if anyone but the owner can read them, and
+//! every buffer that held the secret is zeroized. Public key files have the
+//! same shape with `pocnet-public-key v1` and `public:`.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// What a key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A PoC's Ed25519 identity key.
+    Identity,
+    /// A State's Ed25519 root key.
+    StateRoot,
+    /// The directory manager's Ed25519 key.
+    Manager,
+    /// A PoC's X25519 prekey secret.
+    Prekey,
+}
+
+impl KeyKind {
+    fn name(self) -> &'static str {
+        match self {
+            KeyKind::Identity => "identity",
+            KeyKind::StateRoot => "state-root",
+            KeyKind::Manager => "manager",
+            KeyKind::Prekey => "prekey",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        [
+            KeyKind::Identity,
+            KeyKind::StateRoot,
+            KeyKind::Manager,
+            KeyKind::Prekey,
+        ]
+        .into_iter()
+        .find(|k| k.name() == name)
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What went wrong with a key file; every variant names the file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file already exists; keys are never overwritten.
+    #[error(
+        "key file {path} already exists; move it away first if you really mean to replace the key"
+    )]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A secret key file is readable by group or others.
+    #[error(
+        "key file {path} is readable by others (mode {mode:04o}); run `chmod 600 {path}` and check who may have copied it"
+    )]
+    Permissions {
+        /// The file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The file is not a pocnet key file of the expected form.
+    #[error("key file {path} is not a valid pocnet key file: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The file holds another kind of key.
+    #[error("key file {path} holds a {found} key, but a {expected} key is needed here")]
+    WrongKind {
+        /// The file.
+        path: PathBuf,
+        /// Kind found.
+        found: KeyKind,
+        /// Kind expected.
+        expected: KeyKind,
+    },
+}
+
+/// A secret read from a key file.
+pub struct SecretKey {
+    /// What it is for.
+    pub kind: KeyKind,
+    /// Free label (usually the PoC id or State code).
+    pub label: Option<String>,
+    /// The 32 secret bytes; zeroized on drop.
+    pub secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKey")
+            .field("kind", &self.kind)
+            .field("label", &self.label)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A public key read from a public key file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// What it is for.
+    pub kind: KeyKind,
+    /// Free label.
+    pub label: Option<String>,
+    /// The 32 public bytes.
+    pub public: [u8; 32],
+}
+
+const SECRET_MAGIC: &str = "pocnet-secret-key v1";
+const PUBLIC_MAGIC: &str = "pocnet-public-key v1";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
+    move |source| KeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes a new secret key file with mode 0600. Refuses to overwrite.
+pub fn write_secret(
+    path: &Path,
+    kind: KeyKind,
+    label: Option<&str>,
+    secret: &[u8; 32],
+) -> Result<(), KeyFileError> {
+    let mut text = Zeroizing::new(render(SECRET_MAGIC, kind, label, "secret", secret));
+    let result = write_new(path, text.as_bytes(), 0o600);
+    text.zeroize();
+    result
+}
+
+/// Writes a new public key file with mode 0644. Refuses to overwrite.
+pub fn write_public(
+    path: &Path,
+    kind: KeyKind,
+    label: Option<&str>,
+    public: &[u8; 32],
+) -> Result<(), KeyFileError> {
+    write_new(
+        path,
+        render(PUBLIC_MAGIC, kind, label, "public", public).as_bytes(),
+        0o644,
+    )
+}
+
+fn render(
+    magic: &str,
+    kind: KeyKind,
+    label: Option<&str>,
+    field: &str,
+    bytes: &[u8; 32],
+) -> String {
+    let mut text = format!("{magic}\nkind: {kind}\n");
+    if let Some(label) = label {
+        text.push_str(&format!("label: {}\n", label.replace('\n', " ")));
+    }
+    text.push_str(&format!("{field}: "));
+    let mut digits = Zeroizing::new(hex::encode(bytes));
+    text.push_str(&digits);
+    digits.zeroize();
+    text.push('\n');
+    text
+}
+
+/// Creates `path` with `contents` and `mode`, durably: a temporary file in
+/// the same directory is written, synced, then linked into place without
+/// replacing anything.
+fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError> {
+    if path.exists() {
+        return Err(KeyFileError::Exists {
+            path: path.to_owned(),
+        });
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| KeyFileError::Format {
+        path: path.to_owned(),
+        reason: "not a file name".into(),
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    let written = file.write_all(contents).and_then(|()| file.sync_all());
+    drop(file);
+    let linked = written.and_then(|()| fs::hard_link(&tmp, path));
+    let _ = fs::remove_file(&tmp);
+    linked.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyFileError::Exists {
+                path: path.to_owned(),
+            }
+        } else {
+            KeyFileError::Io {
+                path: path.to_owned(),
+                source: e,
+            }
+        }
+    })?;
+    // Make the new directory entry durable too.
+    if let Ok(dir) = fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a secret key file, refusing one readable by group or others.
+pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileError> {
+    let meta = fs::metadata(path).map_err(io(path))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::Permissions {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let bytes = Zeroizing::new(fs::read(path).map_err(io(path))?);
+    let (kind, label, secret) = parse(path, &bytes, SECRET_MAGIC, "secret")?;
+    if kind != expected {
+        return Err(KeyFileError::WrongKind {
+            path: path.to_owned(),
+            found: kind,
+            expected,
+        });
+    }
+    Ok(SecretKey {
+        kind,
+        label,
+        secret,
+    })
+}
+
+/// Reads a public key file.
+pub fn read_public(path: &Path, expected: KeyKind) -> Result<PublicKey, KeyFileError> {
+    let bytes = fs::read(path).map_err(io(path))?;
+    let (kind, label, public) = parse(path, &bytes, PUBLIC_MAGIC, "public")?;
+    if kind != expected {
+        return Err(KeyFileError::WrongKind {
+            path: path.to_owned(),
+            found: kind,
+            expected,
+        });
+    }
+    Ok(PublicKey {
+        kind,
+        label,
+        public: *public,
+    })
+}
+
+/// A parsed key file: kind, label, key bytes.
+type Parsed = (KeyKind, Option<String>, Zeroizing<[u8; 32]>);
+
+fn parse(path: &Path, bytes: &[u8], magic: &str, field: &str) -> Result<Parsed, KeyFileError> {
+    let format = |reason: &str| KeyFileError::Format {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if bytes.len() > 4096 {
+        return Err(format("larger than any key file"));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| format("not UTF-8 text"))?;
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some(magic) {
+        return Err(format(&format!("the first line must be `{magic}`")));
+    }
+    let (mut kind, mut label, mut value) = (None, None, None);
+    for line in lines {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, val) = line
+            .split_once(':')
+            .ok_or_else(|| format("a line is not `key: value`"))?;
+        match key.trim() {
+            "kind" => {
+                kind = Some(KeyKind::parse(val.trim()).ok_or_else(|| format("unknown key kind"))?)
+            }
+            "label" => label = Some(val.trim().to_owned()),
+            k if k == field => value = Some(Zeroizing::new(val.trim().to_owned())),
+            _ => return Err(format("unknown field")),
+        }
+    }
+    let kind = kind.ok_or_else(|| format("no `kind:` line"))?;
+    let value = value.ok_or_else(|| format(&format!("no `{field}:` line")))?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(value.as_bytes(), out.as_mut())
+        .map_err(|_| format(&format!("`{field}:` must be 64 hex digits")))?;
+    Ok((kind, label, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_round_trip_with_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.key");
+        write_secret(&path, KeyKind::Identity, Some("EST.cert"), &[7; 32]).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let key = read_secret(&path, KeyKind::Identity).unwrap();
+        assert_eq!(*key.secret, [7; 32]);
+        assert_eq!(key.label.as_deref(), Some("EST.cert"));
+        assert!(!format!("{key:?}").contains("0707"));
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_overwrite_readable_files_and_wrong_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.key");
+        write_secret(&path, KeyKind::Identity, None, &[1; 32]).unwrap();
+        assert!(matches!(
+            write_secret(&path, KeyKind::Identity, None, &[2; 32]),
+            Err(KeyFileError::Exists { .. })
+        ));
+        assert!(matches!(
+            read_secret(&path, KeyKind::StateRoot),
+            Err(KeyFileError::WrongKind { .. })
+        ));
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret(&path, KeyKind::Identity).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn malformed_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.key");
+        for contents in [
+            "",
+            "nonsense\n",
+            "pocnet-secret-key v1\nkind: identity\nsecret: abc\n",
+            "pocnet-secret-key v1\nsecret: 00\n",
+        ] {
+            let _ = fs::remove_file(&path);
+            fs::write(&path, contents).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            let err = read_secret(&path, KeyKind::Identity).unwrap_err();
+            assert!(matches!(err, KeyFileError::Format { .. }), "{err}");
+            assert!(err.to_string().contains("bad.key"));
+        }
+    }
+
+    #[test]
+    fn public_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("root.pub");
+        write_public(&path, KeyKind::StateRoot, Some("EST"), &[9; 32]).unwrap();
+        let key = read_public(&path, KeyKind::StateRoot).unwrap();
+        assert_eq!(key.public, [9; 32]);
+    }
+}
