@@ -1,0 +1,412 @@
+//! The control socket: JSON lines for the `poc` CLI (see `poc_control`).
+//!
+//! Thread views are derived, not stored: the record is the truth, and each
+//! thread's state is rebuilt by replaying its messages through poc-proto's
+//! `IncidentThread` state machine.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poc_control::{
+    ApiError, DeadlineView, DirectoryPoc, MessageView, OutboxView, RecordEntryView,
+    RecordProblemView, RecordVerifyView, Request, Response, StatusView, ThreadSummary, ThreadView,
+};
+use poc_proto::message::{Body, Message};
+use poc_proto::thread::{Deadline, Direction, IncidentThread};
+use poc_proto::{ThreadId, Timestamp};
+use poc_store::{OutboxItem, OutboxStatus, RecordEntry, RecordEvent};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixListener;
+
+use crate::node::{Node, now};
+
+/// Serves the control socket until the node stops.
+pub(crate) async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
+    let path = node.config.control_socket();
+    if path.exists() {
+        // A stale socket from a previous run; the data directory is ours (0700).
+        std::fs::remove_file(&path)
+            .with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to mode 0600", path.display()))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let node = node.clone();
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read);
+            loop {
+                let mut line = String::new();
+                // Bounded: at most one request's worth plus the newline.
+                let limited = (&mut lines).take(poc_control::MAX_REQUEST_BYTES as u64 + 1);
+                let read =
+                    tokio::time::timeout(Duration::from_secs(60), read_line(limited, &mut line))
+                        .await;
+                let Ok(Ok(n)) = read else { break };
+                if n == 0 {
+                    break;
+                }
+                let response = if line.len() > poc_control::MAX_REQUEST_BYTES {
+                    Response::Error(ApiError::new("request too large", None))
+                } else {
+                    match serde_json::from_str::<Request>(&line) {
+                        Ok(request) => match handle(&node, request).await {
+                            Ok(value) => Response::Ok(value),
+                            Err(err) => Response::Error(err),
+                        },
+                        Err(e) => Response::Error(ApiError::new(
+                            format!("malformed request: {e}"),
+                            Some("this poc and this pocd may be different versions"),
+                        )),
+                    }
+                };
+                let mut out = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+                out.push(b'\n');
+                if write.write_all(&out).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+async fn read_line(
+    mut reader: impl tokio::io::AsyncBufRead + Unpin,
+    line: &mut String,
+) -> std::io::Result<usize> {
+    reader.read_line(line).await
+}
+
+fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::new(e.to_string(), None))
+}
+
+fn storage(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        format!("storage: {e}"),
+        Some("check the node's disk and logs"),
+    )
+}
+
+async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value, ApiError> {
+    match request {
+        Request::Status => json(status(node).await?),
+        Request::Send(send) => json(node.send(*send).await?),
+        Request::Inbox => {
+            let mut threads: Vec<ThreadSummary> = threads(node)
+                .await?
+                .into_values()
+                .map(|t| t.summary)
+                .collect();
+            threads.sort_by_key(|t| std::cmp::Reverse(t.last_activity));
+            json(threads)
+        }
+        Request::Thread { thread } => {
+            let view = threads(node).await?.remove(&thread).ok_or_else(|| {
+                ApiError::new(
+                    format!("no thread {thread}"),
+                    Some("list threads with `poc inbox`"),
+                )
+            })?;
+            json(view)
+        }
+        Request::Outbox => {
+            let items = node
+                .db
+                .run(|tx| tx.outbox_list(None))
+                .await
+                .map_err(storage)?;
+            json(items.iter().map(outbox_view).collect::<Vec<_>>())
+        }
+        Request::Directory => json(
+            node.directory_snapshot()
+                .into_iter()
+                .map(|(poc_id, (cert, revoked))| DirectoryPoc {
+                    poc_id,
+                    role: cert.role().to_string(),
+                    revoked,
+                    endpoints: cert
+                        .body()
+                        .endpoints
+                        .iter()
+                        .map(|e| format!("{e:?}"))
+                        .collect(),
+                    valid_until: cert.body().valid_until,
+                })
+                .collect::<Vec<_>>(),
+        ),
+        Request::RecordVerify => {
+            let report = node
+                .db
+                .run(|tx| tx.record_verify())
+                .await
+                .map_err(storage)?;
+            json(RecordVerifyView {
+                entries: report.entries,
+                head_hash: hex::encode(report.head.map(|h| h.entry_hash).unwrap_or_default()),
+                problems: report
+                    .problems
+                    .iter()
+                    .map(|p| RecordProblemView {
+                        seq: p.seq,
+                        kind: p.kind.to_string(),
+                        detail: p.detail.clone(),
+                    })
+                    .collect(),
+            })
+        }
+        Request::RecordExport { after_seq, limit } => {
+            let limit = limit.clamp(1, 1000);
+            let page = node
+                .db
+                .run(move |tx| tx.record_page(after_seq, limit))
+                .await
+                .map_err(storage)?;
+            json(page.iter().map(entry_view).collect::<Vec<_>>())
+        }
+    }
+}
+
+async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
+    let (items, head) = node
+        .db
+        .run(|tx| Ok((tx.outbox_list(None)?, tx.record_head()?)))
+        .await
+        .map_err(storage)?;
+    let count = |status: OutboxStatus| items.iter().filter(|i| i.status == status).count() as u32;
+    let now = now();
+    let overdue = threads(node)
+        .await?
+        .into_iter()
+        .flat_map(|(id, t)| {
+            t.summary
+                .deadlines
+                .into_iter()
+                .filter(|d| d.overdue)
+                .map(move |d| (id, d))
+        })
+        .collect();
+    let own = node.directory_snapshot().remove(&node.me);
+    Ok(StatusView {
+        poc_id: node.me.clone(),
+        role: own.map(|(c, _)| c.role().to_string()).unwrap_or_default(),
+        listen: node.config.node.listen.to_string(),
+        directory_sequence: node.directory_sequence(),
+        record_entries: head.map(|h| h.seq).unwrap_or(0),
+        outbox_pending: count(OutboxStatus::Pending),
+        outbox_delivered: count(OutboxStatus::Delivered),
+        outbox_failed: count(OutboxStatus::Failed) + count(OutboxStatus::Expired),
+        pending: items
+            .iter()
+            .filter(|i| i.status == OutboxStatus::Pending)
+            .map(outbox_view)
+            .collect(),
+        overdue: {
+            let _ = now;
+            overdue
+        },
+    })
+}
+
+/// Rebuilds every thread from the record.
+async fn threads(node: &Arc<Node>) -> Result<BTreeMap<ThreadId, ThreadView>, ApiError> {
+    let (entries, outbox) = node
+        .db
+        .run(|tx| {
+            let mut all = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = tx.record_page(after, 1000)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                all.extend(page.into_iter().filter(|e| {
+                    matches!(e.event, RecordEvent::Sent | RecordEvent::Received)
+                        && e.thread_id.is_some()
+                }));
+            }
+            Ok((all, tx.outbox_list(None)?))
+        })
+        .await
+        .map_err(storage)?;
+    let delivery: BTreeMap<_, _> = outbox.iter().map(|i| (i.message_id, i)).collect();
+    let now = now();
+    let mut built: BTreeMap<ThreadId, (Option<IncidentThread>, ThreadView)> = BTreeMap::new();
+    for entry in entries {
+        let Some(content) = &entry.content else {
+            continue;
+        };
+        let Ok(message) = Message::decode(content) else {
+            continue;
+        };
+        let direction = if entry.event == RecordEvent::Sent {
+            Direction::Sent
+        } else {
+            Direction::Received
+        };
+        let id = message.header.thread_id;
+        let view = MessageView {
+            seq: entry.seq,
+            direction: direction.to_string(),
+            at: entry.at,
+            kind: message.body.kind().to_string(),
+            message_id: message.header.message_id,
+            in_reply_to: message.header.in_reply_to,
+            sender: message.header.sender.clone(),
+            recipient: message.header.recipient.clone(),
+            handling: message.header.handling.to_string(),
+            language: message.header.language.tag().to_owned(),
+            exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
+            delivery: delivery
+                .get(&message.header.message_id)
+                .map(|i| delivery_text(i)),
+            body: message.body.clone(),
+        };
+        let slot = built.entry(id).or_insert_with(|| {
+            let peer = if direction == Direction::Sent {
+                message.header.recipient.clone()
+            } else {
+                message.header.sender.clone()
+            };
+            let subject = match &message.body {
+                Body::Inquiry(inquiry) => inquiry.incident.summary.original.clone(),
+                other => format!("({})", other.kind()),
+            };
+            let summary = ThreadSummary {
+                thread_id: id,
+                peer,
+                outgoing: direction == Direction::Sent,
+                subject,
+                state: String::new(),
+                exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
+                handling: message.header.handling.to_string(),
+                opened_at: entry.at,
+                last_activity: entry.at,
+                messages: 0,
+                deadlines: Vec::new(),
+            };
+            (
+                None,
+                ThreadView {
+                    summary,
+                    messages: Vec::new(),
+                },
+            )
+        });
+        let (machine, thread_view) = slot;
+        match machine {
+            None if matches!(message.body, Body::Inquiry(_)) => {
+                *machine = IncidentThread::start(&message, direction, entry.at).ok();
+            }
+            Some(machine) => {
+                if let Err(e) = machine.apply(&message, direction, entry.at) {
+                    tracing::debug!(thread = %id, error = %e, "message does not fit its thread");
+                }
+            }
+            None => {}
+        }
+        thread_view.summary.messages += 1;
+        thread_view.summary.last_activity = thread_view.summary.last_activity.max(entry.at);
+        thread_view.messages.push(view);
+    }
+    Ok(built
+        .into_iter()
+        .map(|(id, (machine, mut view))| {
+            if let Some(machine) = machine {
+                view.summary.state = state_text(&machine);
+                view.summary.deadlines = machine
+                    .deadlines()
+                    .iter()
+                    .map(|d| deadline_view(d, now))
+                    .collect();
+            } else {
+                view.summary.state = "not an incident thread".into();
+            }
+            (id, view)
+        })
+        .collect())
+}
+
+fn state_text(thread: &IncidentThread) -> String {
+    use poc_proto::thread::ThreadState;
+    match thread.state() {
+        ThreadState::Open => "open (no receipt yet)".into(),
+        ThreadState::Receipted => "receipted (awaiting response)".into(),
+        ThreadState::Answered => "answered".into(),
+        ThreadState::FollowUpPending { eta: Some(eta) } => format!("follow-up pending (ETA {eta})"),
+        ThreadState::FollowUpPending { eta: None } => "follow-up pending".into(),
+        ThreadState::Closed { reason } => format!("closed ({reason:?})"),
+    }
+}
+
+fn deadline_view(d: &Deadline, now: Timestamp) -> DeadlineView {
+    DeadlineView {
+        kind: match d.kind {
+            poc_proto::thread::DeadlineKind::RespondBy => "respond-by".into(),
+            poc_proto::thread::DeadlineKind::Eta => "eta".into(),
+        },
+        at: d.at,
+        owed_by: d.owed_by.clone(),
+        met: d.met,
+        overdue: d.is_overdue(now),
+    }
+}
+
+fn delivery_text(item: &OutboxItem) -> String {
+    match item.status {
+        OutboxStatus::Delivered => format!(
+            "delivered {} via {}",
+            item.delivered_at.map(|t| t.to_string()).unwrap_or_default(),
+            item.delivered_via.as_deref().unwrap_or("?")
+        ),
+        OutboxStatus::Pending => format!(
+            "pending (attempt {}{})",
+            item.attempts,
+            item.last_error
+                .as_ref()
+                .map(|e| format!(", last error: {e}"))
+                .unwrap_or_default()
+        ),
+        OutboxStatus::Failed => format!("FAILED: {}", item.last_error.as_deref().unwrap_or("?")),
+        OutboxStatus::Expired => "EXPIRED: never delivered".into(),
+    }
+}
+
+fn outbox_view(item: &OutboxItem) -> OutboxView {
+    OutboxView {
+        id: item.id.0,
+        message_id: item.message_id,
+        thread_id: item.thread_id,
+        recipient: item.recipient.clone(),
+        kind: item.kind.clone(),
+        status: format!("{:?}", item.status).to_lowercase(),
+        attempts: u32::try_from(item.attempts).unwrap_or(u32::MAX),
+        last_error: item.last_error.clone(),
+        delivered_via: item.delivered_via.clone(),
+        delivered_at: item.delivered_at,
+        created_at: item.created_at,
+        next_attempt_at: (item.status == OutboxStatus::Pending).then_some(item.next_attempt_at),
+    }
+}
+
+fn entry_view(entry: &RecordEntry) -> RecordEntryView {
+    RecordEntryView {
+        seq: entry.seq,
+        at: entry.at,
+        event: format!("{:?}", entry.event).to_lowercase(),
+        peer: entry.peer.clone(),
+        message_id: entry.message_id,
+        thread_id: entry.thread_id,
+        kind: entry.kind.clone(),
+        exercise: entry.exercise.clone(),
+        detail: entry.detail.clone(),
+        envelope_hex: entry.envelope.as_ref().map(hex::encode),
+        content_hex: entry.content.as_ref().map(hex::encode),
+        entry_hash: hex::encode(entry.entry_hash),
+    }
+}

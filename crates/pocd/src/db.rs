@@ -1,0 +1,92 @@
+//! The store's single writer thread, with group commit.
+//!
+//! Every read and write of the node's SQLite store runs here, on one OS
+//! thread, as a job. Jobs that queue up while a transaction runs are taken
+//! together into the next one, so under load many messages share one fsync
+//! (group commit) while each caller still learns only after the commit that
+//! its work is durable. Each job runs inside its own savepoint: a job that
+//! fails leaves no partial writes, and does not fail the others.
+
+use std::sync::mpsc;
+
+use poc_store::{Store, StoreError, Tx};
+use tokio::sync::oneshot;
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 256;
+
+type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Reply + Send>;
+
+/// Why a database job failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// The job itself failed (its writes were rolled back).
+    #[error("storage: {0}")]
+    Job(String),
+    /// The commit failed; nothing of the batch is durable.
+    #[error("storage commit failed: {0}")]
+    Commit(String),
+    /// The writer thread is gone (the node is shutting down).
+    #[error("storage is shut down")]
+    Closed,
+}
+
+/// A handle to the writer thread.
+#[derive(Clone, Debug)]
+pub(crate) struct Db {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Db {
+    /// Starts the writer thread owning `store`.
+    pub(crate) fn start(mut store: Store) -> std::io::Result<Db> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("pocd-store".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < MAX_BATCH {
+                        match queue.try_recv() {
+                            Ok(job) => batch.push(job),
+                            Err(_) => break,
+                        }
+                    }
+                    let mut replies = Vec::with_capacity(batch.len());
+                    let commit = store.transaction(|tx| {
+                        for job in batch.drain(..) {
+                            replies.push(job(tx));
+                        }
+                        Ok(())
+                    });
+                    let commit = commit.map_err(|e: StoreError| e.to_string());
+                    for reply in replies {
+                        reply(commit.clone());
+                    }
+                }
+            })?;
+        Ok(Db { jobs })
+    }
+
+    /// Runs `f` in the next transaction; returns once it is committed.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let outcome = tx.savepoint(f);
+            Box::new(move |commit: Result<(), String>| {
+                let _ = done.send(match (outcome, commit) {
+                    (Err(e), _) => Err(DbError::Job(e.to_string())),
+                    (Ok(_), Err(c)) => Err(DbError::Commit(c)),
+                    (Ok(v), Ok(())) => Ok(v),
+                });
+            })
+        });
+        self.jobs.send(job).map_err(|_| DbError::Closed)?;
+        result.await.map_err(|_| DbError::Closed)?
+    }
+}

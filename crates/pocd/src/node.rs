@@ -1,0 +1,829 @@
+//! The node: a thin async shell around poc-proto's sans-IO core.
+//!
+//! - **Inbound**: an envelope arrives on a QUIC stream from an authenticated
+//!   peer. It is opened and verified (CPU, outside the store thread), then one
+//!   transaction records it, marks its id as seen and queues the neutral
+//!   receipt (and an automatic ping reply). Only after that commit does the
+//!   peer get its transport acknowledgement, so a message is in the record
+//!   before anyone is told it arrived, and a crash at any point loses nothing:
+//!   the sender retries, and a retry of a recorded message is acknowledged
+//!   as a duplicate without a second inbox entry.
+//! - **Outbound**: a send is sealed, recorded and queued in one transaction;
+//!   the outbox worker delivers it with retries (exponential backoff, jitter)
+//!   until acknowledged, refused or expired.
+//! - Rejections are recorded too, with their reason, and the peer gets the
+//!   detail-free reject code.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use poc_control::{ApiError, SendAccepted, SendRequest};
+use poc_proto::certificate::VerifiedCertificate;
+use poc_proto::directory::{SignedSnapshot, VerifiedDirectory};
+use poc_proto::envelope::{
+    OpenedMessage, PeerDirectory, PeerStatus, PrekeyRing, Recipient, ReplayCache, Sender,
+    VerifyPolicy,
+};
+use poc_proto::error::ReplayCacheError;
+use poc_proto::keys::{
+    EphemeralSecret, IdentityKeyPair, IdentityPublicKey, PrekeySecret, RandomSource,
+};
+use poc_proto::message::{Body, Header, Message, MessageId, PingReply, Receipt, ThreadId};
+use poc_proto::{OpenError, PocId, RejectCode, Seconds, Timestamp};
+use poc_store::{NewEntry, NewOutboxItem, RecordEvent};
+use poc_transport::{Connection, Endpoint, PeerAuthority};
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::db::Db;
+
+/// First byte of a transport acknowledgement: recorded (or already recorded).
+pub(crate) const ACK_ACCEPTED: u8 = 0;
+/// First byte of a transport refusal, followed by a u16 BE reject code.
+pub(crate) const ACK_REJECTED: u8 = 1;
+
+/// Seconds since the Unix epoch, from the system clock.
+pub(crate) fn now() -> Timestamp {
+    Timestamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
+}
+
+/// The operating system's CSPRNG.
+pub(crate) struct OsRandom;
+
+impl RandomSource for OsRandom {
+    fn fill(&mut self, dest: &mut [u8]) {
+        use ring::rand::SecureRandom;
+        if ring::rand::SystemRandom::new().fill(dest).is_err() {
+            // No key, id or envelope can be made safely without entropy.
+            tracing::error!("the operating system's random number generator failed");
+            std::process::abort();
+        }
+    }
+}
+
+/// The directory as the transport sees it: who may connect.
+#[derive(Debug)]
+pub(crate) struct DirectoryAuthority {
+    directory: Arc<RwLock<VerifiedDirectory>>,
+}
+
+impl PeerAuthority for DirectoryAuthority {
+    fn poc_for_key(&self, key: &IdentityPublicKey) -> Option<PocId> {
+        let directory = self.directory.read().ok()?;
+        directory
+            .entries()
+            .values()
+            .find(|e| !e.revoked && e.certificate.body().identity_key == *key)
+            .map(|e| e.certificate.poc_id().clone())
+    }
+}
+
+/// A replay cache that accepts everything: the real check happens inside
+/// the recording transaction, atomically with the record entry.
+struct CheckedInTransaction;
+
+impl ReplayCache for CheckedInTransaction {
+    fn insert(&mut self, _: &PocId, _: MessageId, _: Timestamp) -> Result<bool, ReplayCacheError> {
+        Ok(true)
+    }
+}
+
+/// Everything a running node holds.
+pub(crate) struct Node {
+    /// Configuration.
+    pub(crate) config: Config,
+    /// Our PoC id.
+    pub(crate) me: PocId,
+    identity: IdentityKeyPair,
+    prekeys: PrekeyRing,
+    /// Our directory view.
+    pub(crate) directory: Arc<RwLock<VerifiedDirectory>>,
+    /// The store thread.
+    pub(crate) db: Db,
+    /// QUIC endpoint.
+    pub(crate) endpoint: Endpoint,
+    connections: tokio::sync::Mutex<HashMap<PocId, Connection>>,
+    in_flight: Mutex<HashSet<poc_store::OutboxId>>,
+    /// Wakes the outbox worker.
+    pub(crate) outbox_wake: Notify,
+    /// Test hook `POCD_FAILPOINT=abort-after-record`: abort the process
+    /// right after the first received message is committed, before it is
+    /// acknowledged or its receipt sent (the crash-safety tests' "kill -9
+    /// at the worst moment"). Read once at start; does nothing unless set.
+    abort_after_record: bool,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads and verifies the signed directory file.
+pub(crate) fn load_directory(config: &Config) -> anyhow::Result<VerifiedDirectory> {
+    let manager =
+        poc_keyfile::read_public(&config.directory.manager_key, poc_keyfile::KeyKind::Manager)?;
+    let manager = poc_proto::keys::ManagerPublicKey::from_bytes(manager.public)
+        .map_err(|e| anyhow!("{}: {e}", config.directory.manager_key.display()))?;
+    let bytes = std::fs::read(&config.directory.snapshot).with_context(|| {
+        format!(
+            "cannot read the directory snapshot {}",
+            config.directory.snapshot.display()
+        )
+    })?;
+    let snapshot = SignedSnapshot::from_bytes(&bytes).with_context(|| {
+        format!(
+            "{} is not a directory snapshot",
+            config.directory.snapshot.display()
+        )
+    })?;
+    let directory = snapshot.verify(&manager).with_context(|| {
+        format!(
+            "directory snapshot {} does not verify",
+            config.directory.snapshot.display()
+        )
+    })?;
+    for rejected in directory.rejected() {
+        tracing::warn!(poc = ?rejected.poc_id, reason = %rejected.reason, "directory entry refused");
+    }
+    Ok(directory)
+}
+
+impl Node {
+    /// Opens the store, loads keys and directory, binds the QUIC endpoint.
+    pub(crate) async fn start(config: Config) -> anyhow::Result<Arc<Node>> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&config.node.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                config.node.data_dir.display()
+            )
+        })?;
+        std::fs::set_permissions(
+            &config.node.data_dir,
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .with_context(|| {
+            format!(
+                "cannot restrict {} to mode 0700",
+                config.node.data_dir.display()
+            )
+        })?;
+
+        let me = config.node.poc_id.clone();
+        let identity_file =
+            poc_keyfile::read_secret(&config.node.identity_key, poc_keyfile::KeyKind::Identity)?;
+        let identity = IdentityKeyPair::from_secret_bytes(&identity_file.secret);
+        let prekey_file =
+            poc_keyfile::read_secret(&config.node.prekey_key, poc_keyfile::KeyKind::Prekey)?;
+        let prekey_secret = PrekeySecret::from_secret_bytes(&prekey_file.secret);
+
+        let directory = load_directory(&config)?;
+        let own = match directory.lookup(&me) {
+            PeerStatus::Active(cert) => cert.clone(),
+            PeerStatus::Revoked => bail!("this node's PoC {me} is revoked in the directory"),
+            PeerStatus::Unknown => bail!(
+                "this node's PoC {me} is not in the directory snapshot {}; ask the directory manager to include its certificate",
+                config.directory.snapshot.display()
+            ),
+        };
+        if own.body().identity_key != identity.public() {
+            bail!(
+                "{} does not hold the identity key of {me} as certified in the directory",
+                config.node.identity_key.display()
+            );
+        }
+        let mut prekeys = PrekeyRing::new();
+        let certified = own.body().prekey.clone();
+        if certified.public != prekey_secret.public() {
+            bail!(
+                "{} does not hold the prekey certified for {me}",
+                config.node.prekey_key.display()
+            );
+        }
+        prekeys.insert(certified, prekey_secret)?;
+
+        let store = poc_store::Store::open(&config.database_path()).with_context(|| {
+            format!("cannot open the store {}", config.database_path().display())
+        })?;
+        let db = Db::start(store)?;
+        let directory = Arc::new(RwLock::new(directory));
+        let authority = Arc::new(DirectoryAuthority {
+            directory: directory.clone(),
+        });
+        let endpoint = Endpoint::bind(
+            config.node.listen,
+            &identity,
+            authority,
+            poc_transport::ALPN_NODE,
+            poc_transport::Limits::default(),
+        )
+        .with_context(|| format!("cannot listen on {}", config.node.listen))?;
+        tracing::info!(poc = %me, listen = %config.node.listen, "node started");
+        Ok(Arc::new(Node {
+            config,
+            me,
+            identity,
+            prekeys,
+            directory,
+            db,
+            endpoint,
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            outbox_wake: Notify::new(),
+            abort_after_record: std::env::var("POCD_FAILPOINT")
+                .is_ok_and(|v| v == "abort-after-record"),
+        }))
+    }
+
+    fn directory(&self) -> std::sync::RwLockReadGuard<'_, VerifiedDirectory> {
+        // A poisoned lock only means a panic elsewhere; the data is intact.
+        self.directory.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn own_certificate(&self) -> anyhow::Result<VerifiedCertificate> {
+        match self.directory().lookup(&self.me) {
+            PeerStatus::Active(cert) => Ok(cert.clone()),
+            _ => bail!(
+                "this node's PoC {} is no longer active in the directory",
+                self.me
+            ),
+        }
+    }
+
+    /// Seals `message` to its recipient at its current prekey.
+    fn seal(&self, message: &Message) -> Result<poc_proto::envelope::SealedEnvelope, ApiError> {
+        let own = self
+            .own_certificate()
+            .map_err(|e| ApiError::new(e.to_string(), None))?;
+        let directory = self.directory();
+        let to = &message.header.recipient;
+        let recipient = match directory.lookup(to) {
+            PeerStatus::Active(cert) => cert.clone(),
+            PeerStatus::Revoked => {
+                return Err(ApiError::new(
+                    format!("{to} is revoked in the directory"),
+                    None,
+                ));
+            }
+            PeerStatus::Unknown => {
+                return Err(ApiError::new(
+                    format!("{to} is not in the directory"),
+                    Some("check the id with `poc directory`"),
+                ));
+            }
+        };
+        let prekey = directory
+            .current_prekey(to, message.header.created_at)
+            .ok_or_else(|| {
+                ApiError::new(
+                    format!("{to} has no prekey valid now"),
+                    Some("sync the directory"),
+                )
+            })?;
+        let ttl = Seconds::hours(self.config.delivery.message_ttl_hours);
+        let sender =
+            Sender::new(&own, &self.identity).map_err(|e| ApiError::new(e.to_string(), None))?;
+        sender
+            .seal(
+                message,
+                &recipient,
+                &prekey,
+                message.header.created_at.plus(ttl),
+                EphemeralSecret::generate(&mut OsRandom),
+            )
+            .map_err(|e| ApiError::new(format!("cannot send: {e}"), None))
+    }
+
+    /// Builds, seals, records and queues a message from the control API.
+    pub(crate) async fn send(&self, request: SendRequest) -> Result<SendAccepted, ApiError> {
+        let missing_fields = match &request.body {
+            Body::Inquiry(inquiry) => poc_proto::template::missing_inquiry_fields(inquiry),
+            Body::Response(response) => poc_proto::template::missing_response_fields(response),
+            _ => Vec::new(),
+        }
+        .into_iter()
+        .map(|f| f.to_string())
+        .collect();
+        let thread_id = match (request.thread, &request.body) {
+            (Some(thread), _) => thread,
+            (None, Body::Inquiry(_) | Body::Ping(_)) => ThreadId::random(&mut OsRandom),
+            (None, _) => {
+                return Err(ApiError::new(
+                    "only an inquiry opens a new thread",
+                    Some("give the thread id of the inquiry you are answering (see `poc inbox`)"),
+                ));
+            }
+        };
+        let message = Message {
+            header: Header {
+                sender: self.me.clone(),
+                recipient: request.to,
+                message_id: MessageId::random(&mut OsRandom),
+                thread_id,
+                in_reply_to: request.in_reply_to,
+                created_at: now(),
+                language: request.language,
+                handling: request.handling,
+                exercise: request.exercise,
+            },
+            body: request.body,
+        };
+        let (outbox_id, message_id) = self.queue(message).await?;
+        Ok(SendAccepted {
+            message_id,
+            thread_id,
+            outbox_id,
+            missing_fields,
+        })
+    }
+
+    /// Seals `message`, records it as sent and queues it, in one transaction.
+    async fn queue(&self, message: Message) -> Result<(i64, MessageId), ApiError> {
+        let sealed = self.seal(&message)?;
+        let entry = sent_entry(&message, &sealed);
+        let item = outbox_item(
+            &message,
+            sealed.into_bytes(),
+            self.config.delivery.message_ttl_hours,
+        );
+        let message_id = message.header.message_id;
+        let outbox_id = self
+            .db
+            .run(move |tx| {
+                tx.record_append(entry)?;
+                tx.outbox_enqueue(item).map(|id| id.0)
+            })
+            .await
+            .map_err(|e| ApiError::new(e.to_string(), Some("check the node's disk and logs")))?;
+        self.outbox_wake.notify_one();
+        Ok((outbox_id, message_id))
+    }
+
+    /// Handles one envelope received from `peer`; returns the transport
+    /// acknowledgement frame.
+    pub(crate) async fn receive(&self, peer: &PocId, envelope: Vec<u8>) -> Vec<u8> {
+        let received_at = now();
+        let opened = {
+            let own = match self.own_certificate() {
+                Ok(own) => own,
+                Err(_) => return rejected(RejectCode::Internal),
+            };
+            let directory = self.directory();
+            let recipient = Recipient {
+                certificate: &own,
+                prekeys: &self.prekeys,
+                directory: &*directory,
+                policy: VerifyPolicy::default(),
+            };
+            recipient.open(&envelope, &mut CheckedInTransaction, received_at)
+        };
+        match opened {
+            Ok(opened) => {
+                self.record_received(peer, envelope, opened, received_at)
+                    .await
+            }
+            Err(err) => {
+                tracing::info!(peer = %peer, error = %err, "envelope rejected");
+                let code = err.code();
+                let entry = rejected_entry(peer, &err, envelope, received_at);
+                if let Err(e) = self
+                    .db
+                    .run(move |tx| tx.record_append(entry).map(|_| ()))
+                    .await
+                {
+                    tracing::error!(error = %e, "could not record a rejection");
+                    return rejected(RejectCode::Internal);
+                }
+                rejected(code)
+            }
+        }
+    }
+
+    async fn record_received(
+        &self,
+        peer: &PocId,
+        envelope: Vec<u8>,
+        opened: OpenedMessage,
+        received_at: Timestamp,
+    ) -> Vec<u8> {
+        let message = &opened.message;
+        let header = &message.header;
+        // Answers prepared now (CPU work), committed with the record or dropped.
+        let mut answers = Vec::new();
+        if !matches!(message.body, Body::Receipt(_)) {
+            answers.push(self.answer(
+                message,
+                Body::Receipt(Receipt {
+                    acknowledged: header.message_id,
+                    content_digest: opened.content_digest,
+                    received_at,
+                }),
+            ));
+        }
+        if let Body::Ping(ping) = &message.body
+            && self.config.pings.auto_reply
+        {
+            answers.push(self.answer(
+                message,
+                Body::PingReply(PingReply {
+                    campaign: ping.campaign,
+                }),
+            ));
+        }
+        let mut queued = Vec::new();
+        for answer in answers {
+            match answer.and_then(|m| {
+                let sealed = self.seal(&m)?;
+                let entry = sent_entry(&m, &sealed);
+                Ok((
+                    entry,
+                    outbox_item(
+                        &m,
+                        sealed.into_bytes(),
+                        self.config.delivery.message_ttl_hours,
+                    ),
+                ))
+            }) {
+                Ok(pair) => queued.push(pair),
+                // The message is still recorded; the operator sees no receipt went out.
+                Err(e) => tracing::warn!(error = %e, "could not prepare an answer"),
+            }
+        }
+        let sender = header.sender.clone();
+        let message_id = header.message_id;
+        let keep_until = header
+            .created_at
+            .plus(VerifyPolicy::default().max_age)
+            .plus(VerifyPolicy::default().max_future_skew);
+        let entry = NewEntry {
+            at: received_at,
+            event: RecordEvent::Received,
+            peer: Some(sender.clone()),
+            message_id: Some(message_id),
+            thread_id: Some(header.thread_id),
+            kind: Some(message.body.kind().to_string()),
+            exercise: header.exercise.as_ref().map(|e| e.0.clone()),
+            envelope: Some(envelope),
+            content: Some(opened.content),
+            signature: Some(opened.signature.0),
+            detail: (peer != &sender).then(|| format!("delivered by {peer}")),
+        };
+        let delivered_by = peer.clone();
+        let replay_entry = NewEntry {
+            detail: Some(format!(
+                "replay of message {message_id} from {sender} pushed by {peer}"
+            )),
+            ..NewEntry::new(received_at, RecordEvent::Rejected)
+        };
+        let outcome = self
+            .db
+            .run(move |tx| {
+                if tx.replay_contains(&sender, message_id)? {
+                    let recorded = tx
+                        .record_find_message(&sender, message_id, RecordEvent::Received)?
+                        .is_some();
+                    // The sender retrying (its acknowledgement was lost) is
+                    // answered again; anyone else pushing the same envelope
+                    // is replaying it, and that attempt is recorded.
+                    if recorded && delivered_by == sender {
+                        return Ok(Arrival::Duplicate);
+                    }
+                    tx.record_append(NewEntry {
+                        peer: Some(delivered_by),
+                        ..replay_entry
+                    })?;
+                    return Ok(Arrival::Replay);
+                }
+                tx.record_append(entry)?;
+                tx.replay_insert(&sender, message_id, keep_until)?;
+                for (sent, item) in queued {
+                    tx.record_append(sent)?;
+                    tx.outbox_enqueue(item)?;
+                }
+                Ok(Arrival::Recorded)
+            })
+            .await;
+        if self.abort_after_record && matches!(outcome, Ok(Arrival::Recorded)) {
+            tracing::warn!("failpoint abort-after-record: aborting");
+            std::process::abort();
+        }
+        match outcome {
+            Ok(Arrival::Recorded) => {
+                self.outbox_wake.notify_one();
+                vec![ACK_ACCEPTED]
+            }
+            Ok(Arrival::Duplicate) => vec![ACK_ACCEPTED],
+            Ok(Arrival::Replay) => rejected(RejectCode::Replay),
+            Err(e) => {
+                tracing::error!(error = %e, "could not record a received message");
+                rejected(RejectCode::Internal)
+            }
+        }
+    }
+
+    /// A reply to `to` on its thread.
+    fn answer(&self, to: &Message, body: Body) -> Result<Message, ApiError> {
+        Ok(Message {
+            header: Header {
+                sender: self.me.clone(),
+                recipient: to.header.sender.clone(),
+                message_id: MessageId::random(&mut OsRandom),
+                thread_id: to.header.thread_id,
+                in_reply_to: Some(to.header.message_id),
+                created_at: now(),
+                language: to.header.language,
+                handling: to.header.handling,
+                exercise: to.header.exercise.clone(),
+            },
+            body,
+        })
+    }
+
+    /// The outbox worker: delivers due entries until the node stops.
+    pub(crate) async fn run_outbox(self: Arc<Self>) {
+        loop {
+            let now = now();
+            let expired = self.db.run(move |tx| tx.outbox_expire(now)).await;
+            if let Ok(expired) = expired {
+                for item in expired {
+                    tracing::warn!(outbox = item.id.0, recipient = %item.recipient, "delivery expired; reported as failed");
+                }
+            }
+            let due = self
+                .db
+                .run(move |tx| tx.outbox_due(now, 64))
+                .await
+                .unwrap_or_default();
+            for item in due {
+                let fresh = self
+                    .in_flight
+                    .lock()
+                    .map(|mut set| set.insert(item.id))
+                    .unwrap_or(false);
+                if fresh {
+                    let node = self.clone();
+                    tokio::spawn(async move { node.deliver(item).await });
+                }
+            }
+            let next = self
+                .db
+                .run(|tx| {
+                    let attempt = tx.next_outbox_attempt()?;
+                    let expiry = tx.next_outbox_expiry()?;
+                    Ok(attempt.into_iter().chain(expiry).min())
+                })
+                .await
+                .ok()
+                .flatten();
+            let wait = next
+                .map(|at| Duration::from_secs(at.0.saturating_sub(now.0).clamp(0, 60)))
+                .unwrap_or(Duration::from_secs(60))
+                .max(Duration::from_millis(200));
+            tokio::select! {
+                () = self.outbox_wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn deliver(self: Arc<Self>, item: poc_store::OutboxItem) {
+        let id = item.id;
+        let result = self.try_deliver(&item).await;
+        let now = now();
+        let attempts = item.attempts + 1;
+        let outcome = match result {
+            Ok(()) => {
+                self.db
+                    .run(move |tx| tx.outbox_mark_delivered(id, "direct", now).map(|_| ()))
+                    .await
+            }
+            Err(DeliveryError::Refused(code)) => {
+                let reason = format!("refused by the recipient: {code:?}");
+                tracing::warn!(outbox = id.0, %reason, "delivery refused");
+                self.db
+                    .run(move |tx| tx.outbox_mark_failed(id, &reason, now).map(|_| ()))
+                    .await
+            }
+            Err(DeliveryError::Transient(reason)) => {
+                let delay = backoff(
+                    attempts,
+                    self.config.delivery.retry_initial_seconds,
+                    self.config.delivery.retry_max_seconds,
+                );
+                tracing::debug!(outbox = id.0, %reason, retry_in = delay, "delivery failed; will retry");
+                self.db
+                    .run(move |tx| {
+                        tx.outbox_reschedule(id, now.plus(Seconds(delay)), &reason)
+                            .map(|_| ())
+                    })
+                    .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!(outbox = id.0, error = %e, "could not update the outbox");
+        }
+        if let Ok(mut set) = self.in_flight.lock() {
+            set.remove(&id);
+        }
+        self.outbox_wake.notify_one();
+    }
+
+    async fn try_deliver(&self, item: &poc_store::OutboxItem) -> Result<(), DeliveryError> {
+        let connection = self.connection(&item.recipient).await?;
+        let answer = match connection.request(&item.envelope).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Drop the cached connection; the next attempt reconnects.
+                self.connections.lock().await.remove(&item.recipient);
+                return Err(DeliveryError::Transient(e.to_string()));
+            }
+        };
+        match answer.as_slice() {
+            [ACK_ACCEPTED] => Ok(()),
+            [ACK_REJECTED, hi, lo] => {
+                let code = u16::from_be_bytes([*hi, *lo]);
+                match RejectCode::from_u16(code) {
+                    Some(RejectCode::Internal) | None => Err(DeliveryError::Transient(format!(
+                        "recipient failed internally (code {code})"
+                    ))),
+                    Some(code) => Err(DeliveryError::Refused(code)),
+                }
+            }
+            _ => Err(DeliveryError::Transient(
+                "unintelligible acknowledgement".into(),
+            )),
+        }
+    }
+
+    async fn connection(&self, peer: &PocId) -> Result<Connection, DeliveryError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(conn) = connections.get(peer)
+            && !conn.is_closed()
+        {
+            return Ok(conn.clone());
+        }
+        let (address, key) = {
+            let directory = self.directory();
+            let PeerStatus::Active(cert) = directory.lookup(peer) else {
+                return Err(DeliveryError::Transient(format!(
+                    "{peer} is not active in the directory"
+                )));
+            };
+            let address = cert.body().endpoints.iter().find_map(|e| match e {
+                poc_proto::certificate::Endpoint::Direct { address } => Some(address.clone()),
+                poc_proto::certificate::Endpoint::Relay { .. } => None,
+            });
+            (address, cert.body().identity_key)
+        };
+        let address = address
+            .ok_or_else(|| DeliveryError::Transient(format!("{peer} lists no direct endpoint")))?;
+        let socket = tokio::net::lookup_host(&address)
+            .await
+            .map_err(|e| DeliveryError::Transient(format!("cannot resolve {address}: {e}")))?
+            .next()
+            .ok_or_else(|| DeliveryError::Transient(format!("{address} resolves to nothing")))?;
+        let conn = self.endpoint.connect(socket, key).await.map_err(|e| {
+            DeliveryError::Transient(format!("cannot reach {peer} at {address}: {e}"))
+        })?;
+        connections.insert(peer.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Accepts peers and serves their envelopes until the endpoint closes.
+    pub(crate) async fn run_inbound(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let connection = match incoming {
+                Ok(connection) => connection,
+                Err(e) => {
+                    tracing::info!(error = %e, "incoming connection refused");
+                    continue;
+                }
+            };
+            let node = self.clone();
+            tokio::spawn(async move {
+                let peer = connection.peer().clone();
+                while let Some(request) = connection.accept_request().await {
+                    let request = match request {
+                        Ok(request) => request,
+                        Err(e) => {
+                            tracing::info!(peer = %peer, error = %e, "bad stream from peer");
+                            continue;
+                        }
+                    };
+                    let node = node.clone();
+                    let peer = peer.clone();
+                    tokio::spawn(async move {
+                        let mut request = request;
+                        let payload = std::mem::take(&mut request.payload);
+                        let answer = node.receive(&peer, payload).await;
+                        if let Err(e) = request.respond(&answer).await {
+                            tracing::debug!(peer = %peer, error = %e, "could not acknowledge");
+                        }
+                    });
+                }
+            });
+        }
+    }
+
+    /// Our verified directory, for views.
+    pub(crate) fn directory_snapshot(&self) -> BTreeMap<PocId, (VerifiedCertificate, bool)> {
+        self.directory()
+            .entries()
+            .iter()
+            .map(|(id, e)| (id.clone(), (e.certificate.clone(), e.revoked)))
+            .collect()
+    }
+
+    /// The directory's sequence number.
+    pub(crate) fn directory_sequence(&self) -> u64 {
+        self.directory().sequence()
+    }
+}
+
+/// What became of a verified envelope.
+enum Arrival {
+    /// New: recorded, receipt queued.
+    Recorded,
+    /// Already recorded, and retried by its own sender: acknowledged again.
+    Duplicate,
+    /// Already recorded, pushed again by someone else: refused and recorded.
+    Replay,
+}
+
+enum DeliveryError {
+    /// Worth retrying: unreachable, timed out, recipient busy.
+    Transient(String),
+    /// The recipient refused the envelope; retrying cannot help.
+    Refused(RejectCode),
+}
+
+fn rejected(code: RejectCode) -> Vec<u8> {
+    let [hi, lo] = code.as_u16().to_be_bytes();
+    vec![ACK_REJECTED, hi, lo]
+}
+
+/// Exponential backoff with ±20 % jitter, in seconds.
+fn backoff(attempts: u64, initial: u64, max: u64) -> u64 {
+    let exp = initial
+        .saturating_mul(1u64 << attempts.min(20).saturating_sub(1))
+        .min(max);
+    let mut byte = [0u8; 1];
+    OsRandom.fill(&mut byte);
+    let spread = exp / 5;
+    (exp - spread + (u64::from(byte[0]) * 2 * spread) / 255).max(1)
+}
+
+fn sent_entry(message: &Message, sealed: &poc_proto::envelope::SealedEnvelope) -> NewEntry {
+    NewEntry {
+        at: message.header.created_at,
+        event: RecordEvent::Sent,
+        peer: Some(message.header.recipient.clone()),
+        message_id: Some(message.header.message_id),
+        thread_id: Some(message.header.thread_id),
+        kind: Some(message.body.kind().to_string()),
+        exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
+        envelope: Some(sealed.as_bytes().to_vec()),
+        content: Some(sealed.content().to_vec()),
+        signature: Some(sealed.signature().0),
+        detail: None,
+    }
+}
+
+fn outbox_item(message: &Message, envelope: Vec<u8>, ttl_hours: u64) -> NewOutboxItem {
+    NewOutboxItem {
+        message_id: message.header.message_id,
+        thread_id: message.header.thread_id,
+        recipient: message.header.recipient.clone(),
+        envelope,
+        kind: message.body.kind().to_string(),
+        created_at: message.header.created_at,
+        expires_at: message.header.created_at.plus(Seconds::hours(ttl_hours)),
+        next_attempt_at: message.header.created_at,
+    }
+}
+
+fn rejected_entry(peer: &PocId, err: &OpenError, envelope: Vec<u8>, at: Timestamp) -> NewEntry {
+    NewEntry {
+        at,
+        event: RecordEvent::Rejected,
+        peer: Some(peer.clone()),
+        message_id: None,
+        thread_id: None,
+        kind: None,
+        exercise: None,
+        envelope: Some(envelope),
+        content: None,
+        signature: None,
+        detail: Some(err.to_string()),
+    }
+}

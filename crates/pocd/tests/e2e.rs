@@ -1,0 +1,577 @@
+//! End-to-end tests of pocd: real processes, real QUIC on loopback, real
+//! SQLite files, driven through the control socket as the `poc` CLI does.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Cluster, Daemon, eventually, now};
+use poc_control::{
+    OutboxView, RecordVerifyView, Request, SendAccepted, SendRequest, StatusView, ThreadSummary,
+    ThreadView,
+};
+use poc_proto::message::*;
+use poc_proto::{Body, PocId, Role, Seconds, ThreadId};
+
+fn send(
+    daemon: &Daemon,
+    to: &str,
+    thread: Option<ThreadId>,
+    in_reply_to: Option<MessageId>,
+    body: Body,
+) -> SendAccepted {
+    daemon.call(&Request::Send(Box::new(SendRequest {
+        to: PocId::new(to).unwrap(),
+        thread,
+        in_reply_to,
+        language: Language::English,
+        handling: Handling::Tlp(Tlp::Amber),
+        exercise: None,
+        body,
+    })))
+}
+
+fn inquiry() -> Body {
+    let mut inquiry = Inquiry::new_minimal(Text::new("DDoS from addresses in your networks"));
+    inquiry
+        .incident
+        .indicators
+        .push(Indicator::Ip(IpAddress::V4([192, 0, 2, 17])));
+    inquiry.time_sensitivity = TimeSensitivity {
+        urgency: Urgency::Urgent,
+        respond_by: Some(now().plus(Seconds::hours(4))),
+    };
+    Body::Inquiry(inquiry)
+}
+
+fn thread(daemon: &Daemon, id: ThreadId) -> Option<ThreadView> {
+    daemon
+        .client()
+        .call::<ThreadView>(&Request::Thread { thread: id })
+        .ok()
+}
+
+fn kinds(view: &ThreadView) -> Vec<(String, String)> {
+    view.messages
+        .iter()
+        .map(|m| (m.direction.clone(), m.kind.clone()))
+        .collect()
+}
+
+fn outbox(daemon: &Daemon) -> Vec<OutboxView> {
+    daemon.call(&Request::Outbox)
+}
+
+fn verify(daemon: &Daemon) -> RecordVerifyView {
+    daemon.call(&Request::RecordVerify)
+}
+
+#[test]
+fn the_whole_appendix_flow_between_two_states() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let est = cluster.start("EST.cert");
+    let fra = cluster.start("FRA.cert");
+
+    let sent = send(&est, "FRA.cert", None, None, inquiry());
+    // The template reports what the minimal inquiry lacks, and it is sent anyway.
+    assert!(
+        sent.missing_fields
+            .iter()
+            .any(|f| f.contains("requester.name")),
+        "{:?}",
+        sent.missing_fields
+    );
+
+    // FRA's node records it and sends a neutral receipt back.
+    let at_fra = eventually("the inquiry at FRA", || thread(&fra, sent.thread_id));
+    assert_eq!(at_fra.messages[0].kind, "inquiry");
+    eventually("the receipt at EST", || {
+        thread(&est, sent.thread_id).filter(|t| t.summary.state.starts_with("receipted"))
+    });
+
+    // FRA: will consider, ETA 24 h.
+    let response = Body::Response(Response {
+        outcome: ResponseOutcome::WillFollowUp {
+            eta: Some(now().plus(Seconds::hours(24))),
+            note: Some(Text::new("Looking into it.")),
+        },
+        channel: Some(ChannelAgreement::Accept),
+        lead_agency: Some("ANSSI".into()),
+        attachments: vec![],
+    });
+    send(
+        &fra,
+        "EST.cert",
+        Some(sent.thread_id),
+        Some(sent.message_id),
+        response,
+    );
+    eventually("the follow-up promise at EST", || {
+        thread(&est, sent.thread_id).filter(|t| t.summary.state.starts_with("follow-up pending"))
+    });
+    let follow_up = Body::FollowUp(FollowUp {
+        text: Text::new("Hosts cleaned."),
+        indicators: vec![],
+        next_update_eta: None,
+        attachments: vec![],
+    });
+    send(
+        &fra,
+        "EST.cert",
+        Some(sent.thread_id),
+        Some(sent.message_id),
+        follow_up,
+    );
+    eventually("the follow-up at EST", || {
+        thread(&est, sent.thread_id).filter(|t| t.messages.iter().any(|m| m.kind == "follow-up"))
+    });
+    let close = Body::Close(Close {
+        reason: CloseReason::Resolved,
+        note: None,
+    });
+    send(
+        &est,
+        "FRA.cert",
+        Some(sent.thread_id),
+        Some(sent.message_id),
+        close,
+    );
+    let at_fra = eventually("the close at FRA and every receipt home", || {
+        let fra_view = thread(&fra, sent.thread_id)?;
+        let est_view = thread(&est, sent.thread_id)?;
+        (fra_view.summary.state.starts_with("closed")
+            && fra_view.messages.len() == 8
+            && est_view.messages.len() == 8)
+            .then_some(fra_view)
+    });
+    let at_est = thread(&est, sent.thread_id).unwrap();
+
+    // Both records hold the same eight messages (4 substantive + 4 receipts),
+    // mirrored, and verify.
+    let mirror = |d: &str| {
+        if d == "sent" {
+            "received".to_string()
+        } else {
+            "sent".to_string()
+        }
+    };
+    let mut est_ids: Vec<_> = at_est
+        .messages
+        .iter()
+        .map(|m| (m.message_id, m.direction.clone(), m.kind.clone()))
+        .collect();
+    let mut fra_ids: Vec<_> = at_fra
+        .messages
+        .iter()
+        .map(|m| (m.message_id, mirror(&m.direction), m.kind.clone()))
+        .collect();
+    est_ids.sort_by_key(|(id, _, _)| *id);
+    fra_ids.sort_by_key(|(id, _, _)| *id);
+    assert_eq!(est_ids, fra_ids);
+    assert_eq!(
+        kinds(&at_est)
+            .iter()
+            .filter(|(_, k)| k == "receipt")
+            .count(),
+        4
+    );
+    for daemon in [&est, &fra] {
+        let report = verify(daemon);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert!(report.entries >= 8);
+    }
+    // Every outbox entry on both sides is delivered.
+    for daemon in [&est, &fra] {
+        assert!(
+            outbox(daemon).iter().all(|o| o.status == "delivered"),
+            "{:?}",
+            outbox(daemon)
+        );
+    }
+}
+
+#[test]
+fn a_diplomat_cannot_write_to_a_foreign_technical_poc() {
+    let cluster = Cluster::new(
+        &[("EST.mfa", Role::Diplomatic), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let est = cluster.start("EST.mfa");
+    let err = est
+        .client()
+        .call::<SendAccepted>(&Request::Send(Box::new(SendRequest {
+            to: PocId::new("FRA.cert").unwrap(),
+            thread: None,
+            in_reply_to: None,
+            language: Language::English,
+            handling: Handling::Confidential,
+            exercise: None,
+            body: inquiry(),
+        })))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("diplomatic PoCs write to diplomatic PoCs"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_node_not_in_the_directory_is_refused_at_the_handshake() {
+    let cluster = Cluster::new(
+        &[("FRA.cert", Role::Technical), ("EST.cert", Role::Technical)],
+        &[("KEN.cert", Role::Technical)],
+    );
+    let fra = cluster.start("FRA.cert");
+    // KEN.cert is not listed: its own node will not even start without its
+    // entry, so connect with its key directly over QUIC.
+    let ken = cluster.poc("KEN.cert");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        #[derive(Debug)]
+        struct Anyone;
+        impl poc_transport::PeerAuthority for Anyone {
+            fn poc_for_key(&self, _: &poc_proto::keys::IdentityPublicKey) -> Option<PocId> {
+                PocId::new("FRA.cert").ok()
+            }
+        }
+        let identity = poc_proto::keys::IdentityKeyPair::from_secret_bytes(&ken.identity);
+        let endpoint = poc_transport::Endpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            &identity,
+            std::sync::Arc::new(Anyone),
+            poc_transport::ALPN_NODE,
+            poc_transport::Limits::default(),
+        )
+        .unwrap();
+        let fra_setup = cluster.poc("FRA.cert");
+        let fra_key =
+            poc_proto::keys::IdentityKeyPair::from_secret_bytes(&fra_setup.identity).public();
+        let result = async {
+            let conn = endpoint
+                .connect(
+                    format!("127.0.0.1:{}", fra_setup.port).parse().unwrap(),
+                    fra_key,
+                )
+                .await?;
+            conn.request(b"hello").await
+        }
+        .await;
+        assert!(result.is_err(), "an unlisted node got through");
+    });
+    // FRA keeps serving.
+    let status: StatusView = fra.call(&Request::Status);
+    assert_eq!(status.poc_id.as_str(), "FRA.cert");
+}
+
+#[test]
+fn a_send_survives_kill_9_of_the_sender_and_is_delivered_once() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    // FRA is down: the message can only wait in EST's outbox.
+    let est = cluster.start("EST.cert");
+    let sent = send(&est, "FRA.cert", None, None, inquiry());
+    eventually("a failed first attempt", || {
+        outbox(&est)
+            .into_iter()
+            .find(|o| o.message_id == sent.message_id && o.attempts >= 1)
+    });
+    est.kill9();
+
+    let fra = cluster.start("FRA.cert");
+    let est = cluster.start("EST.cert");
+    let delivered = eventually("delivery after restart", || {
+        outbox(&est)
+            .into_iter()
+            .find(|o| o.message_id == sent.message_id && o.status == "delivered")
+    });
+    assert_eq!(delivered.delivered_via.as_deref(), Some("direct"));
+    eventually("the receipt at EST", || {
+        thread(&est, sent.thread_id).filter(|t| t.summary.state.starts_with("receipted"))
+    });
+    let inbox: Vec<ThreadSummary> = fra.call(&Request::Inbox);
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(
+        thread(&fra, sent.thread_id)
+            .unwrap()
+            .messages
+            .iter()
+            .filter(|m| m.kind == "inquiry")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_receiver_crashing_after_recording_still_ends_with_exactly_one_message_and_one_receipt() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    // FRA aborts (like kill -9) right after committing the first received
+    // message, before acknowledging it or sending its receipt.
+    let fra = cluster.start_with_env("FRA.cert", &[("POCD_FAILPOINT", "abort-after-record")]);
+    let est = cluster.start("EST.cert");
+    let sent = send(&est, "FRA.cert", None, None, inquiry());
+    fra.wait_exit();
+
+    let fra = cluster.start("FRA.cert");
+    eventually("delivery acknowledged after FRA restarts", || {
+        outbox(&est)
+            .into_iter()
+            .find(|o| o.message_id == sent.message_id && o.status == "delivered")
+    });
+    let at_est = eventually("exactly one receipt at EST", || {
+        thread(&est, sent.thread_id).filter(|t| t.messages.iter().any(|m| m.kind == "receipt"))
+    });
+    // Give any duplicate a chance to show up, then count.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let at_est = thread(&est, sent.thread_id).unwrap_or(at_est);
+    assert_eq!(
+        at_est
+            .messages
+            .iter()
+            .filter(|m| m.kind == "receipt")
+            .count(),
+        1,
+        "{:?}",
+        kinds(&at_est)
+    );
+    let at_fra = thread(&fra, sent.thread_id).unwrap();
+    assert_eq!(
+        at_fra
+            .messages
+            .iter()
+            .filter(|m| m.kind == "inquiry")
+            .count(),
+        1,
+        "{:?}",
+        kinds(&at_fra)
+    );
+    let inbox: Vec<ThreadSummary> = fra.call(&Request::Inbox);
+    assert_eq!(inbox.len(), 1);
+    assert!(verify(&fra).problems.is_empty());
+}
+
+#[test]
+fn record_verify_names_an_edited_a_deleted_and_a_swapped_entry() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let est = cluster.start("EST.cert");
+    let fra = cluster.start("FRA.cert");
+    for _ in 0..3 {
+        send(&est, "FRA.cert", None, None, inquiry());
+    }
+    eventually("three receipts", || {
+        let entries: Vec<ThreadSummary> = est.call(&Request::Inbox);
+        (entries
+            .iter()
+            .filter(|t| t.state.starts_with("receipted"))
+            .count()
+            == 3)
+            .then_some(())
+    });
+    drop(fra);
+    est.kill9();
+    let db = cluster.poc("EST.cert").database();
+    let verify_after = |sql: &str| -> Vec<(u64, String)> {
+        let backup = std::fs::read(&db).unwrap();
+        {
+            // An attacker with the file first drops the guard triggers.
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            let triggers: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            for trigger in triggers {
+                conn.execute_batch(&format!("DROP TRIGGER {trigger};"))
+                    .unwrap();
+            }
+            conn.execute_batch(sql).unwrap();
+        }
+        let daemon = cluster.start("EST.cert");
+        let report = verify(&daemon);
+        daemon.kill9();
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
+        std::fs::write(&db, backup).unwrap();
+        report
+            .problems
+            .into_iter()
+            .map(|p| (p.seq, p.kind))
+            .collect()
+    };
+    // Checkpoint so the raw file holds everything, then tamper in three ways.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    let clean = verify_after("SELECT 1;");
+    assert!(clean.is_empty(), "{clean:?}");
+    let edited = verify_after("UPDATE record SET detail = 'edited' WHERE seq = 2;");
+    assert!(
+        edited
+            .iter()
+            .any(|(seq, kind)| *seq == 2 && kind.contains("edit")),
+        "{edited:?}"
+    );
+    let deleted = verify_after("DELETE FROM record WHERE seq = 3;");
+    assert!(
+        deleted.iter().any(|(seq, _)| *seq == 3 || *seq == 4),
+        "{deleted:?}"
+    );
+    let swapped = verify_after(
+        "UPDATE record SET seq = -1 WHERE seq = 2; UPDATE record SET seq = 2 WHERE seq = 3; UPDATE record SET seq = 3 WHERE seq = -1;",
+    );
+    assert!(!swapped.is_empty(), "a swapped pair went unnoticed");
+}
+
+fn message_from(from: &str, to: &str, body: Body) -> poc_proto::Message {
+    let mut rng = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rng).unwrap();
+    poc_proto::Message {
+        header: Header {
+            sender: PocId::new(from).unwrap(),
+            recipient: PocId::new(to).unwrap(),
+            message_id: MessageId(rng),
+            thread_id: ThreadId(rng),
+            in_reply_to: None,
+            created_at: now(),
+            language: Language::English,
+            handling: Handling::Confidential,
+            exercise: None,
+        },
+        body,
+    }
+}
+
+/// The daemon's answer: `Ok(())` accepted, `Err(code)` refused.
+fn ack(answer: &[u8]) -> Result<(), u16> {
+    match answer {
+        [0] => Ok(()),
+        [1, hi, lo] => Err(u16::from_be_bytes([*hi, *lo])),
+        other => panic!("unintelligible acknowledgement {other:?}"),
+    }
+}
+
+#[test]
+fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
+    use poc_proto::RejectCode;
+    let cluster = Cluster::new(
+        &[
+            ("EST.cert", Role::Technical),
+            ("FRA.cert", Role::Technical),
+            ("KEN.cert", Role::Technical),
+        ],
+        &[],
+    );
+    let fra = cluster.start("FRA.cert");
+    let est = cluster.start("EST.cert");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // KEN.cert is listed, so it may connect; everything it sends is hostile.
+        let ken = cluster.raw_client("KEN.cert", "FRA.cert").await;
+        let code = |c: RejectCode| Err(c.as_u16());
+
+        // Garbage reads as an unknown version; garbage after a valid version is malformed.
+        assert_eq!(
+            ack(&ken.request(b"definitely not an envelope").await.unwrap()),
+            code(RejectCode::UnknownVersion)
+        );
+        assert_eq!(
+            ack(&ken.request(b"\x01\x00 and then nonsense").await.unwrap()),
+            code(RejectCode::Malformed)
+        );
+
+        let oversize = vec![1u8; poc_transport::Limits::default().max_frame + 1];
+        assert!(
+            ken.request(&oversize).await.is_err(),
+            "an oversize frame was read"
+        );
+
+        let good = cluster.seal(&message_from("KEN.cert", "FRA.cert", inquiry()));
+        assert_eq!(
+            ack(&ken.request(&good[..good.len() - 10]).await.unwrap()),
+            code(RejectCode::Malformed)
+        );
+
+        let for_est = cluster.seal(&message_from("KEN.cert", "EST.cert", inquiry()));
+        assert_eq!(
+            ack(&ken.request(&for_est).await.unwrap()),
+            code(RejectCode::WrongRecipient)
+        );
+
+        // A well-behaved node is served meanwhile.
+        let sent = send(&est, "FRA.cert", None, None, inquiry());
+
+        // KEN's own message, then KEN retrying it: acknowledged once, recorded once.
+        assert_eq!(ack(&ken.request(&good).await.unwrap()), Ok(()));
+        assert_eq!(ack(&ken.request(&good).await.unwrap()), Ok(()));
+        // EST's message pushed again by KEN: a replay, refused.
+        let est_msg = message_from("EST.cert", "FRA.cert", inquiry());
+        let est_envelope = cluster.seal(&est_msg);
+        let est_conn = cluster.raw_client("EST.cert", "FRA.cert").await;
+        assert_eq!(ack(&est_conn.request(&est_envelope).await.unwrap()), Ok(()));
+        assert_eq!(
+            ack(&ken.request(&est_envelope).await.unwrap()),
+            code(RejectCode::Replay)
+        );
+
+        eventually("EST's inquiry delivered despite the noise", || {
+            outbox(&est)
+                .into_iter()
+                .find(|o| o.message_id == sent.message_id && o.status == "delivered")
+        });
+    });
+
+    // Every refusal is in FRA's record, with its reason.
+    let entries: Vec<poc_control::RecordEntryView> = fra.call(&Request::RecordExport {
+        after_seq: 0,
+        limit: 1000,
+    });
+    let rejected: Vec<_> = entries.iter().filter(|e| e.event == "rejected").collect();
+    let details: Vec<&str> = rejected
+        .iter()
+        .filter_map(|e| e.detail.as_deref())
+        .collect();
+    assert_eq!(rejected.len(), 5, "{details:?}");
+    assert!(
+        details.iter().any(|d| d.contains("unknown envelope version")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("truncated")),
+        "{details:?}"
+    );
+    assert!(
+        details.iter().any(|d| d.contains("another recipient")),
+        "{details:?}"
+    );
+    assert!(details.iter().any(|d| d.contains("replay")), "{details:?}");
+    // KEN's inquiry is in the inbox once.
+    let inbox: Vec<ThreadSummary> = fra.call(&Request::Inbox);
+    assert_eq!(
+        inbox
+            .iter()
+            .filter(|t| t.peer.as_str() == "KEN.cert")
+            .count(),
+        1
+    );
+    assert!(verify(&fra).problems.is_empty());
+}
