@@ -1,0 +1,682 @@
+//! The daemon commands of the built `poc` binary against a stand-in pocd: a
+//! Unix socket in a temporary directory that speaks the control API
+//! (`poc_control` JSON lines) with canned answers and records every request,
+//! so each test checks both what `poc` sends and what it prints.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use poc_control::{
+    ApiError, DeadlineView, MessageView, RecordEntryView, RecordProblemView, RecordVerifyView,
+    Request, Response, SendAccepted, StatusView, ThreadSummary, ThreadView,
+};
+use poc_proto::message::{
+    Channel, ChannelAgreement, Handling, Indicator, Inquiry, IpAddress, Receipt, ResponseOutcome,
+    Text, Tlp, Urgency,
+};
+use poc_proto::{Body, MessageId, PocId, ThreadId, Timestamp};
+
+const THREAD: ThreadId = ThreadId([0xab; 16]);
+const OTHER_THREAD: ThreadId = ThreadId([0x12; 16]);
+const INQUIRY_ID: MessageId = MessageId([0x11; 16]);
+const NEW_MESSAGE: MessageId = MessageId([0x77; 16]);
+
+type Handler = dyn Fn(&Request) -> Response + Send + Sync;
+
+/// A stand-in pocd on a Unix socket.
+struct FakePocd {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl FakePocd {
+    fn start(handler: impl Fn(&Request) -> Response + Send + Sync + 'static) -> FakePocd {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("pocd.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        let handler: Arc<Handler> = Arc::new(handler);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let mut writer = stream.try_clone().unwrap();
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let request: Request = serde_json::from_str(&line).unwrap();
+                    let response = handler(&request);
+                    seen.lock().unwrap().push(request);
+                    let mut out = serde_json::to_vec(&response).unwrap();
+                    out.push(b'\n');
+                    if writer.write_all(&out).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        FakePocd {
+            _dir: dir,
+            socket,
+            requests,
+        }
+    }
+
+    fn poc(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_poc"))
+            .env_remove("POC_SOCKET")
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .current_dir(self._dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn sent(&self) -> Vec<poc_control::SendRequest> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                Request::Send(s) => Some((**s).clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+fn ok<T: serde::Serialize>(value: T) -> Response {
+    Response::Ok(serde_json::to_value(value).unwrap())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn id(s: &str) -> PocId {
+    PocId::new(s).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn inquiry_body() -> Body {
+    let mut inquiry = Inquiry::new_minimal(Text {
+        original: "Attaque DDoS contre le réseau électrique".into(),
+        english: Some("DDoS against the power grid".into()),
+    });
+    inquiry.incident.indicators = vec![Indicator::Ip(IpAddress::V4([192, 0, 2, 1]))];
+    inquiry.preferred_channel = Some(Channel::Pocnet);
+    inquiry.time_sensitivity.urgency = Urgency::Urgent;
+    Body::Inquiry(inquiry)
+}
+
+fn summary(outgoing: bool, exercise: Option<&str>) -> ThreadSummary {
+    ThreadSummary {
+        thread_id: THREAD,
+        peer: id("FRA.cert"),
+        outgoing,
+        subject: "Attaque DDoS contre le réseau électrique".into(),
+        state: "receipted (awaiting response)".into(),
+        exercise: exercise.map(str::to_owned),
+        handling: "TLP:AMBER".into(),
+        opened_at: Timestamp(1_795_000_000),
+        last_activity: Timestamp(1_795_000_100),
+        messages: 2,
+        deadlines: vec![DeadlineView {
+            kind: "respond-by".into(),
+            at: Timestamp(1_795_014_400),
+            owed_by: id(if outgoing { "FRA.cert" } else { "EST.cert" }),
+            met: false,
+            overdue: true,
+        }],
+    }
+}
+
+fn thread_view(outgoing: bool, exercise: Option<&str>) -> ThreadView {
+    let (me, peer) = (id("EST.cert"), id("FRA.cert"));
+    let (inq_from, inq_to) = if outgoing {
+        (me.clone(), peer.clone())
+    } else {
+        (peer.clone(), me.clone())
+    };
+    let message =
+        |seq, direction: &str, kind: &str, mid, reply, sender: &PocId, recipient: &PocId, body| {
+            MessageView {
+                seq,
+                direction: direction.into(),
+                at: Timestamp(1_795_000_000 + seq * 50),
+                kind: kind.into(),
+                message_id: mid,
+                in_reply_to: reply,
+                sender: sender.clone(),
+                recipient: recipient.clone(),
+                handling: "TLP:AMBER".into(),
+                language: "fr".into(),
+                exercise: exercise.map(str::to_owned),
+                delivery: (direction == "sent")
+                    .then(|| "delivered 2026-11-18T11:07:00Z via direct".into()),
+                body,
+            }
+        };
+    let (dir_in, dir_out) = if outgoing {
+        ("sent", "received")
+    } else {
+        ("received", "sent")
+    };
+    ThreadView {
+        summary: summary(outgoing, exercise),
+        messages: vec![
+            message(
+                1,
+                dir_in,
+                "inquiry",
+                INQUIRY_ID,
+                None,
+                &inq_from,
+                &inq_to,
+                inquiry_body(),
+            ),
+            message(
+                2,
+                dir_out,
+                "receipt",
+                MessageId([0x22; 16]),
+                Some(INQUIRY_ID),
+                &inq_to,
+                &inq_from,
+                Body::Receipt(Receipt {
+                    acknowledged: INQUIRY_ID,
+                    content_digest: [7; 32],
+                    received_at: Timestamp(1_795_000_090),
+                }),
+            ),
+        ],
+    }
+}
+
+fn inbox() -> Vec<ThreadSummary> {
+    let mut other = summary(true, None);
+    other.thread_id = OTHER_THREAD;
+    other.deadlines.clear();
+    other.subject = "Phishing wave".into();
+    other.handling = "CONFIDENTIAL".into();
+    vec![summary(false, Some("CYBER-DRILL-7")), other]
+}
+
+fn accepted(thread: ThreadId) -> Response {
+    ok(SendAccepted {
+        message_id: NEW_MESSAGE,
+        thread_id: thread,
+        outbox_id: 42,
+        missing_fields: vec![],
+    })
+}
+
+/// A pocd that knows one incoming exercise thread (THREAD) and one outgoing one.
+fn standard(outgoing: bool) -> FakePocd {
+    FakePocd::start(move |request| match request {
+        Request::Inbox => ok(inbox()),
+        Request::Thread { thread } if *thread == THREAD => {
+            ok(thread_view(outgoing, Some("CYBER-DRILL-7")))
+        }
+        Request::Thread { .. } => Response::Error(ApiError::new(
+            "no such thread",
+            Some("list threads with `poc inbox`"),
+        )),
+        Request::Send(send) => accepted(send.thread.unwrap_or(THREAD)),
+        other => Response::Error(ApiError::new(format!("unexpected {other:?}"), None)),
+    })
+}
+
+#[test]
+fn inquire_sends_a_complete_inquiry_and_warns_about_missing_fields() {
+    let pocd = standard(false);
+    let before = now();
+    let out = pocd.poc(&[
+        "inquire",
+        "--to",
+        "FRA.cert",
+        "--summary",
+        "DDoS on the grid",
+        "--english",
+        "DDoS on the grid (en)",
+        "--category",
+        "ddos",
+        "--indicator",
+        "ip:192.0.2.1",
+        "--indicator",
+        "net:198.51.100.0/24",
+        "--indicator",
+        "port:123/udp",
+        "--sector",
+        "energy",
+        "--critical-infrastructure",
+        "--urgency",
+        "urgent",
+        "--respond-within",
+        "4h",
+        "--channel",
+        "phone:+372 555 0100",
+        "--handling",
+        "amber+strict",
+        "--exercise",
+        "CYBER-DRILL-7",
+        "--lang",
+        "en",
+    ]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&NEW_MESSAGE.to_string()), "{stdout}");
+    assert!(stdout.contains(&THREAD.to_string()), "{stdout}");
+    assert!(
+        stdout.contains("*** EXERCISE CYBER-DRILL-7 — NOT A REAL INCIDENT ***"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("TLP:AMBER+STRICT"), "{stdout}");
+    // Missing recommended fields are warned about, and the inquiry is sent anyway.
+    assert!(stderr.contains("warning:"), "{stderr}");
+    assert!(stderr.contains("requester.name"), "{stderr}");
+    assert!(stderr.contains("lead_agency"), "{stderr}");
+    assert!(!stderr.contains("time_sensitivity.respond_by"), "{stderr}");
+
+    let sent = pocd.sent();
+    assert_eq!(sent.len(), 1);
+    let s = &sent[0];
+    assert_eq!(s.to.as_str(), "FRA.cert");
+    assert_eq!(s.thread, None);
+    assert_eq!(s.in_reply_to, None);
+    assert_eq!(s.handling, Handling::Tlp(Tlp::AmberStrict));
+    assert_eq!(s.exercise.as_ref().unwrap().0, "CYBER-DRILL-7");
+    let Body::Inquiry(q) = &s.body else {
+        panic!("not an inquiry: {:?}", s.body)
+    };
+    assert_eq!(q.incident.summary.original, "DDoS on the grid");
+    assert_eq!(
+        q.incident.summary.english.as_deref(),
+        Some("DDoS on the grid (en)")
+    );
+    assert_eq!(q.incident.indicators.len(), 3);
+    assert_eq!(q.incident.critical_infrastructure, Some(true));
+    assert_eq!(q.time_sensitivity.urgency, Urgency::Urgent);
+    let by = q.time_sensitivity.respond_by.unwrap().0;
+    assert!(by >= before + 4 * 3600 && by <= now() + 4 * 3600, "{by}");
+    assert_eq!(
+        q.preferred_channel,
+        Some(Channel::Phone("+372 555 0100".into()))
+    );
+}
+
+#[test]
+fn inquire_reads_a_template_and_flags_override_it() {
+    let pocd = standard(false);
+    std::fs::write(
+        pocd.dir().join("inquiry.toml"),
+        "to = \"FRA.cert\"\nsummary = \"from the template\"\nname = \"Mari Maasikas\"\nentity = \"CERT-EE\"\nindicators = [\"domain:bad.example\"]\nhandling = \"green\"\n",
+    )
+    .unwrap();
+    let out = pocd.poc(&[
+        "inquire",
+        "--from-file",
+        "inquiry.toml",
+        "--handling",
+        "red",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sent = pocd.sent();
+    let Body::Inquiry(q) = &sent[0].body else {
+        panic!()
+    };
+    assert_eq!(q.incident.summary.original, "from the template");
+    assert_eq!(q.requester.entity.as_deref(), Some("CERT-EE"));
+    assert_eq!(
+        q.incident.indicators,
+        vec![Indicator::Domain("bad.example".into())]
+    );
+    assert_eq!(sent[0].handling, Handling::Tlp(Tlp::Red));
+    assert!(!text(&out.stderr).contains("requester.name"));
+}
+
+#[test]
+fn inbox_shows_labels_banners_and_overdue_deadlines() {
+    let pocd = standard(false);
+    let out = pocd.poc(&["inbox"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("THREAD"), "{stdout}");
+    let exercise = lines
+        .iter()
+        .find(|l| l.contains(&THREAD.to_string()))
+        .unwrap();
+    assert!(
+        exercise.contains("*** EXERCISE CYBER-DRILL-7 — NOT A REAL INCIDENT ***"),
+        "{exercise}"
+    );
+    assert!(exercise.contains("OVERDUE"), "{exercise}");
+    let label = exercise.find("TLP:AMBER").unwrap();
+    assert!(
+        label < exercise.find("Attaque DDoS").unwrap(),
+        "label before content: {exercise}"
+    );
+    let other = lines
+        .iter()
+        .find(|l| l.contains(&OTHER_THREAD.to_string()))
+        .unwrap();
+    assert!(!other.contains("EXERCISE"), "{other}");
+    assert!(other.contains("CONFIDENTIAL"), "{other}");
+    // Columns are aligned: the PEER column starts at the same place on every line.
+    let col = lines[0].find("PEER").unwrap();
+    assert_eq!(&exercise[col..col + 8], "FRA.cert");
+    assert_eq!(&other[col..col + 8], "FRA.cert");
+
+    let out = pocd.poc(&["inbox", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json[0]["exercise"], "CYBER-DRILL-7");
+}
+
+#[test]
+fn show_resolves_a_prefix_and_renders_every_message() {
+    let pocd = standard(false);
+    let out = pocd.poc(&["show", "abababab"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.starts_with("*** EXERCISE CYBER-DRILL-7 — NOT A REAL INCIDENT ***"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("neutral acknowledgement of receipt (implies no agreement, Annex A para 10)")
+    );
+    assert!(stdout.contains("received"), "{stdout}");
+    assert!(stdout.contains("FRA.cert → EST.cert"), "{stdout}");
+    assert!(stdout.contains("ip:192.0.2.1"), "{stdout}");
+    assert!(stdout.contains("DDoS against the power grid"), "{stdout}");
+    assert!(stdout.contains("URGENT"), "{stdout}");
+    assert!(stdout.contains("OVERDUE"), "{stdout}");
+    assert!(
+        stdout.contains("delivered 2026-11-18T11:07:00Z via direct"),
+        "{stdout}"
+    );
+    // Each message: banner, then handling label, then content.
+    let inquiry = stdout.find("[1]").unwrap();
+    let after = &stdout[inquiry..];
+    let banner = after.find("*** EXERCISE").unwrap();
+    let label = after.find("TLP:AMBER").unwrap();
+    let content = after.find("Attaque DDoS").unwrap();
+    assert!(banner < label && label < content, "{after}");
+    // It asked for the full id.
+    assert!(
+        pocd.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r, Request::Thread { thread } if *thread == THREAD))
+    );
+
+    // Unknown and ambiguous prefixes.
+    let out = pocd.poc(&["show", "cdcdcd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("poc inbox"));
+}
+
+#[test]
+fn respond_answers_the_inquiry_on_its_thread() {
+    let pocd = standard(false);
+    let out = pocd.poc(&[
+        "respond",
+        "ababab",
+        "--will-follow-up",
+        "--eta",
+        "24h",
+        "--note",
+        "Nous examinons.",
+        "--accept-channel",
+        "--lead-agency",
+        "ANSSI",
+        "--lang",
+        "fr",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("*** EXERCISE CYBER-DRILL-7"));
+    let sent = pocd.sent();
+    let s = &sent[0];
+    assert_eq!(s.to.as_str(), "FRA.cert");
+    assert_eq!(s.thread, Some(THREAD));
+    assert_eq!(s.in_reply_to, Some(INQUIRY_ID));
+    assert_eq!(
+        s.handling,
+        Handling::Tlp(Tlp::Amber),
+        "same handling as the inquiry"
+    );
+    assert_eq!(
+        s.exercise.as_ref().unwrap().0,
+        "CYBER-DRILL-7",
+        "same exercise"
+    );
+    let Body::Response(r) = &s.body else { panic!() };
+    assert!(matches!(
+        &r.outcome,
+        ResponseOutcome::WillFollowUp { eta: Some(eta), note: Some(note) }
+            if eta.0 >= now() + 86_000 && note.original == "Nous examinons."
+    ));
+    assert_eq!(r.channel, Some(ChannelAgreement::Accept));
+    assert_eq!(r.lead_agency.as_deref(), Some("ANSSI"));
+    assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
+
+    // An immediate answer without channel or lead agency: warned, sent anyway.
+    let out = pocd.poc(&[
+        "respond",
+        &THREAD.to_string(),
+        "--answer",
+        "No such traffic seen.",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("channel"), "{stderr}");
+    assert!(!stderr.contains("outcome.eta"), "{stderr}");
+}
+
+#[test]
+fn follow_up_and_close_stay_on_the_thread() {
+    let pocd = standard(true);
+    let out = pocd.poc(&[
+        "follow-up",
+        "ababab",
+        "--text",
+        "More traffic now.",
+        "--indicator",
+        "asn:64496",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = pocd.poc(&[
+        "close", "ababab", "--reason", "resolved", "--note", "Thanks.",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sent = pocd.sent();
+    assert_eq!(sent.len(), 2);
+    for s in &sent {
+        assert_eq!(s.thread, Some(THREAD));
+        assert_eq!(s.to.as_str(), "FRA.cert");
+        assert_eq!(s.exercise.as_ref().unwrap().0, "CYBER-DRILL-7");
+        assert_eq!(s.handling, Handling::Tlp(Tlp::Amber));
+    }
+    let Body::FollowUp(f) = &sent[0].body else {
+        panic!()
+    };
+    assert_eq!(f.indicators, vec![Indicator::Asn(64496)]);
+    assert!(matches!(sent[1].body, Body::Close(_)));
+
+    // One does not respond to one's own inquiry.
+    let out = pocd.poc(&["respond", "ababab", "--answer", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("poc follow-up"));
+    assert_eq!(pocd.sent().len(), 2);
+}
+
+#[test]
+fn daemon_refusals_are_shown_with_their_hint() {
+    let pocd = FakePocd::start(|_| {
+        Response::Error(ApiError::new(
+            "FRA.cert is not in the directory",
+            Some("sync the directory"),
+        ))
+    });
+    let out = pocd.poc(&["inquire", "--to", "FRA.cert", "--summary", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("FRA.cert is not in the directory"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: sync the directory"), "{stderr}");
+}
+
+#[test]
+fn status_outbox_and_directory_render() {
+    let pocd = FakePocd::start(|request| match request {
+        Request::Status => ok(StatusView {
+            poc_id: id("EST.cert"),
+            role: "technical".into(),
+            listen: "127.0.0.1:7401".into(),
+            directory_sequence: 3,
+            record_entries: 12,
+            outbox_pending: 0,
+            outbox_delivered: 5,
+            outbox_failed: 0,
+            pending: vec![],
+            overdue: vec![(
+                THREAD,
+                DeadlineView {
+                    kind: "eta".into(),
+                    at: Timestamp(1_795_000_000),
+                    owed_by: id("FRA.cert"),
+                    met: false,
+                    overdue: true,
+                },
+            )],
+        }),
+        Request::Outbox => ok(Vec::<poc_control::OutboxView>::new()),
+        Request::Directory => ok(vec![poc_control::DirectoryPoc {
+            poc_id: id("FRA.cert"),
+            role: "technical".into(),
+            revoked: true,
+            endpoints: vec!["Direct { address: \"127.0.0.1:7402\" }".into()],
+            valid_until: Timestamp(1_795_000_000),
+        }]),
+        _ => Response::Error(ApiError::new("unexpected", None)),
+    });
+    let out = pocd.poc(&["status"]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout.contains("EST.cert (technical)"), "{stdout}");
+    assert!(stdout.contains("OVERDUE"), "{stdout}");
+    assert!(stdout.contains("snapshot 3"), "{stdout}");
+    let out = pocd.poc(&["outbox"]);
+    assert!(text(&out.stdout).contains("empty"));
+    let out = pocd.poc(&["directory"]);
+    assert!(text(&out.stdout).contains("REVOKED"));
+    let out = pocd.poc(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["directory_sequence"], 3);
+}
+
+#[test]
+fn record_verify_exit_codes() {
+    let damaged = FakePocd::start(|_| {
+        ok(RecordVerifyView {
+            entries: 9,
+            head_hash: "ff".repeat(32),
+            problems: vec![
+                RecordProblemView {
+                    seq: 3,
+                    kind: "edited".into(),
+                    detail: "hash mismatch".into(),
+                },
+                RecordProblemView {
+                    seq: 7,
+                    kind: "missing".into(),
+                    detail: "gap after 6".into(),
+                },
+            ],
+        })
+    });
+    let out = damaged.poc(&["record", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("entry seq 3: edited"), "{stdout}");
+    assert!(stdout.contains("entry seq 7: missing"), "{stdout}");
+    let out = damaged.poc(&["record", "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+
+    let intact = FakePocd::start(|_| {
+        ok(RecordVerifyView {
+            entries: 9,
+            head_hash: "ab".repeat(32),
+            problems: vec![],
+        })
+    });
+    let out = intact.poc(&["record", "verify"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("record intact: 9 entries, head {}", "ab".repeat(32))
+    );
+}
+
+#[test]
+fn record_export_pages_until_empty() {
+    // The stand-in answers at most two entries per page, out of five.
+    let pocd = FakePocd::start(|request| match request {
+        Request::RecordExport { after_seq, .. } => ok((after_seq + 1..=5)
+            .take(2)
+            .map(|seq| RecordEntryView {
+                seq,
+                at: Timestamp(seq),
+                event: "sent".into(),
+                peer: None,
+                message_id: None,
+                thread_id: None,
+                kind: Some("inquiry".into()),
+                exercise: None,
+                detail: None,
+                envelope_hex: None,
+                content_hex: Some("00".into()),
+                entry_hash: format!("{seq:064x}"),
+            })
+            .collect::<Vec<_>>()),
+        _ => Response::Error(ApiError::new("unexpected", None)),
+    });
+    let out = pocd.poc(&["record", "export"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let seqs: Vec<u64> = stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+}
