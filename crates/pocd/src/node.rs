@@ -118,6 +118,8 @@ pub(crate) struct Node {
     /// acknowledged or its receipt sent (the crash-safety tests' "kill -9
     /// at the worst moment"). Read once at start; does nothing unless set.
     abort_after_record: bool,
+    /// Held for the node's lifetime (see `start`).
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Node {
@@ -212,6 +214,22 @@ impl Node {
         }
         prekeys.insert(certified, prekey_secret)?;
 
+        // One daemon per data directory: a second one would race the first
+        // on the store and the socket. The lock dies with the process.
+        let lock_path = config.node.data_dir.join("pocd.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        if lock.try_lock().is_err() {
+            bail!(
+                "another pocd is already running on {}; stop it first",
+                config.node.data_dir.display()
+            );
+        }
+
         let store = poc_store::Store::open(&config.database_path()).with_context(|| {
             format!("cannot open the store {}", config.database_path().display())
         })?;
@@ -240,6 +258,7 @@ impl Node {
             connections: tokio::sync::Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             outbox_wake: Notify::new(),
+            _lock: lock,
             abort_after_record: std::env::var("POCD_FAILPOINT")
                 .is_ok_and(|v| v == "abort-after-record"),
         }))

@@ -552,7 +552,9 @@ fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
         .collect();
     assert_eq!(rejected.len(), 5, "{details:?}");
     assert!(
-        details.iter().any(|d| d.contains("unknown envelope version")),
+        details
+            .iter()
+            .any(|d| d.contains("unknown envelope version")),
         "{details:?}"
     );
     assert!(
@@ -574,4 +576,62 @@ fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
         1
     );
     assert!(verify(&fra).problems.is_empty());
+}
+
+#[test]
+fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
+    let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
+    let _first = cluster.start("EST.cert");
+    // Only the operator's account can reach the node's state and socket.
+    use std::os::unix::fs::PermissionsExt;
+    let poc = cluster.poc("EST.cert");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&poc.dir.join("data")), 0o700);
+    assert_eq!(mode(&poc.socket()), 0o600);
+    assert_eq!(mode(&poc.database()), 0o600);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
+        .arg("--config")
+        .arg(cluster.poc("EST.cert").config())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+}
+
+#[test]
+fn bad_configuration_and_exposed_key_files_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
+    let poc = cluster.poc("EST.cert");
+    let run = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
+            .arg("--config")
+            .arg(poc.config())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let key = poc.dir.join("identity.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let stderr = run();
+    assert!(
+        stderr.contains("chmod 600") && stderr.contains("identity.key"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(poc.config(), "[node]\npoc_id = 'EST.cert'\n").unwrap();
+    let stderr = run();
+    assert!(
+        stderr.contains("pocd.toml") && stderr.contains("not a valid pocd configuration"),
+        "{stderr}"
+    );
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
+        .args(["--config", "/nonexistent/pocd.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("cannot read the configuration file")
+    );
 }
