@@ -153,8 +153,9 @@ impl Endpoint {
         // survive restarts too, or the old ids are dropped unanswered.
         let (reset, cid_key) = restart_stable_keys(identity, alpn);
         let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(reset));
-        endpoint_config
-            .cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+        endpoint_config.cid_generator(move || {
+            Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+        });
         let socket = std::net::UdpSocket::bind(addr)?;
         let quinn = quinn::Endpoint::new(
             endpoint_config,
