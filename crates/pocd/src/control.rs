@@ -173,6 +173,32 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
     }
 }
 
+/// Raises an alert (a WARN log line, machine-readable with `--log-format
+/// json`) once for every deadline that passes unmet: a respond-by time owed
+/// by this node, or an ETA owed by either side.
+pub(crate) async fn watch_deadlines(node: Arc<Node>) {
+    let mut alerted = std::collections::HashSet::new();
+    loop {
+        if let Ok(threads) = threads(&node).await {
+            for (thread, view) in threads {
+                for deadline in view.summary.deadlines.iter().filter(|d| d.overdue) {
+                    if alerted.insert((thread, deadline.kind.clone(), deadline.at)) {
+                        tracing::warn!(
+                            %thread,
+                            peer = %view.summary.peer,
+                            kind = %deadline.kind,
+                            due = %deadline.at,
+                            owed_by = %deadline.owed_by,
+                            "deadline overdue"
+                        );
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
+}
+
 async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
     let (items, head) = node
         .db

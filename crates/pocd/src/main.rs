@@ -55,6 +55,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let inbound = tokio::spawn(node.clone().run_inbound());
     let outbox = tokio::spawn(node.clone().run_outbox());
     let control = tokio::spawn(control::serve(node.clone()));
+    let deadlines = tokio::spawn(control::watch_deadlines(node.clone()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
@@ -66,6 +67,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }
     }
     inbound.abort();
+    deadlines.abort();
     outbox.abort();
     node.endpoint.close();
     let _ = std::fs::remove_file(node.config.control_socket());

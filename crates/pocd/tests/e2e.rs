@@ -635,3 +635,32 @@ fn bad_configuration_and_exposed_key_files_are_named() {
         String::from_utf8_lossy(&missing.stderr).contains("cannot read the configuration file")
     );
 }
+
+#[test]
+fn an_unmet_respond_by_time_is_reported_and_alerted() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let est = cluster.start("EST.cert");
+    let _fra = cluster.start("FRA.cert");
+    let mut inquiry = Inquiry::new_minimal(Text::new("Respond within two seconds"));
+    inquiry.time_sensitivity = TimeSensitivity {
+        urgency: Urgency::Urgent,
+        respond_by: Some(now().plus(Seconds(2))),
+    };
+    let sent = send(&est, "FRA.cert", None, None, Body::Inquiry(inquiry));
+    let overdue = eventually("the overdue respond-by in status", || {
+        let status: StatusView = est.call(&Request::Status);
+        status
+            .overdue
+            .into_iter()
+            .find(|(thread, _)| *thread == sent.thread_id)
+    });
+    assert_eq!(overdue.1.kind, "respond-by");
+    assert_eq!(overdue.1.owed_by.as_str(), "FRA.cert");
+    eventually("the alert in the log", || {
+        let log = std::fs::read_to_string(&est.log).unwrap_or_default();
+        log.contains("deadline overdue").then_some(())
+    });
+}
