@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poc_control::{
-    ApiError, DeadlineView, DirectoryPoc, MessageView, OutboxView, RecordEntryView,
-    RecordProblemView, RecordVerifyView, Request, Response, StatusView, ThreadSummary, ThreadView,
+    ApiError, DirectoryPoc, MessageView, OutboxView, RecordEntryView, RecordProblemView,
+    RecordVerifyView, Request, Response, StatusView, ThreadView,
 };
-use poc_proto::message::{Body, Message};
-use poc_proto::thread::{Deadline, Direction, IncidentThread};
-use poc_proto::{ThreadId, Timestamp};
+use poc_proto::ThreadId;
+use poc_proto::message::Message;
+use poc_proto::thread::Direction;
 use poc_store::{OutboxItem, OutboxStatus, RecordEntry, RecordEvent};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
@@ -98,24 +98,8 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
     match request {
         Request::Status => json(status(node).await?),
         Request::Send(send) => json(node.send(*send).await?),
-        Request::Inbox => {
-            let mut threads: Vec<ThreadSummary> = threads(node)
-                .await?
-                .into_values()
-                .map(|t| t.summary)
-                .collect();
-            threads.sort_by_key(|t| std::cmp::Reverse(t.last_activity));
-            json(threads)
-        }
-        Request::Thread { thread } => {
-            let view = threads(node).await?.remove(&thread).ok_or_else(|| {
-                ApiError::new(
-                    format!("no thread {thread}"),
-                    Some("list threads with `poc inbox`"),
-                )
-            })?;
-            json(view)
-        }
+        Request::Inbox => json(node.thread_summaries(now())),
+        Request::Thread { thread } => json(thread_view(node, thread).await?),
         Request::Outbox => {
             let items = node
                 .db
@@ -179,19 +163,17 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
 pub(crate) async fn watch_deadlines(node: Arc<Node>) {
     let mut alerted = std::collections::HashSet::new();
     loop {
-        if let Ok(threads) = threads(&node).await {
-            for (thread, view) in threads {
-                for deadline in view.summary.deadlines.iter().filter(|d| d.overdue) {
-                    if alerted.insert((thread, deadline.kind.clone(), deadline.at)) {
-                        tracing::warn!(
-                            %thread,
-                            peer = %view.summary.peer,
-                            kind = %deadline.kind,
-                            due = %deadline.at,
-                            owed_by = %deadline.owed_by,
-                            "deadline overdue"
-                        );
-                    }
+        for summary in node.thread_summaries(now()) {
+            for deadline in summary.deadlines.iter().filter(|d| d.overdue) {
+                if alerted.insert((summary.thread_id, deadline.kind.clone(), deadline.at)) {
+                    tracing::warn!(
+                        thread = %summary.thread_id,
+                        peer = %summary.peer,
+                        kind = %deadline.kind,
+                        due = %deadline.at,
+                        owed_by = %deadline.owed_by,
+                        "deadline overdue"
+                    );
                 }
             }
         }
@@ -206,13 +188,12 @@ async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
         .await
         .map_err(storage)?;
     let count = |status: OutboxStatus| items.iter().filter(|i| i.status == status).count() as u32;
-    let now = now();
-    let overdue = threads(node)
-        .await?
+    let overdue = node
+        .thread_summaries(now())
         .into_iter()
-        .flat_map(|(id, t)| {
-            t.summary
-                .deadlines
+        .flat_map(|t| {
+            let id = t.thread_id;
+            t.deadlines
                 .into_iter()
                 .filter(|d| d.overdue)
                 .map(move |d| (id, d))
@@ -233,154 +214,65 @@ async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
             .filter(|i| i.status == OutboxStatus::Pending)
             .map(outbox_view)
             .collect(),
-        overdue: {
-            let _ = now;
-            overdue
-        },
+        overdue,
     })
 }
 
-/// Rebuilds every thread from the record.
-async fn threads(node: &Arc<Node>) -> Result<BTreeMap<ThreadId, ThreadView>, ApiError> {
-    let (entries, outbox) = node
+/// One thread with its messages: the summary from the index, the messages
+/// from the record (an indexed query on the thread).
+async fn thread_view(node: &Arc<Node>, thread: ThreadId) -> Result<ThreadView, ApiError> {
+    let summary = node.thread_summary(&thread, now()).ok_or_else(|| {
+        ApiError::new(
+            format!("no thread {thread}"),
+            Some("list threads with `poc inbox`"),
+        )
+    })?;
+    let (entries, deliveries) = node
         .db
-        .run(|tx| {
-            let mut all = Vec::new();
-            let mut after = 0;
-            loop {
-                let page = tx.record_page(after, 1000)?;
-                let Some(last) = page.last() else { break };
-                after = last.seq;
-                all.extend(page.into_iter().filter(|e| {
-                    matches!(e.event, RecordEvent::Sent | RecordEvent::Received)
-                        && e.thread_id.is_some()
-                }));
+        .run(move |tx| {
+            let entries = tx.record_thread(thread)?;
+            let mut deliveries = BTreeMap::new();
+            for entry in entries.iter().filter(|e| e.event == RecordEvent::Sent) {
+                if let Some(id) = entry.message_id
+                    && let Some(item) = tx.outbox_by_message(id)?
+                {
+                    deliveries.insert(id, item);
+                }
             }
-            Ok((all, tx.outbox_list(None)?))
+            Ok((entries, deliveries))
         })
         .await
         .map_err(storage)?;
-    let delivery: BTreeMap<_, _> = outbox.iter().map(|i| (i.message_id, i)).collect();
-    let now = now();
-    let mut built: BTreeMap<ThreadId, (Option<IncidentThread>, ThreadView)> = BTreeMap::new();
-    for entry in entries {
-        let Some(content) = &entry.content else {
-            continue;
-        };
-        let Ok(message) = Message::decode(content) else {
-            continue;
-        };
-        let direction = if entry.event == RecordEvent::Sent {
-            Direction::Sent
-        } else {
-            Direction::Received
-        };
-        let id = message.header.thread_id;
-        let view = MessageView {
-            seq: entry.seq,
-            direction: direction.to_string(),
-            at: entry.at,
-            kind: message.body.kind().to_string(),
-            message_id: message.header.message_id,
-            in_reply_to: message.header.in_reply_to,
-            sender: message.header.sender.clone(),
-            recipient: message.header.recipient.clone(),
-            handling: message.header.handling.to_string(),
-            language: message.header.language.tag().to_owned(),
-            exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
-            delivery: delivery
-                .get(&message.header.message_id)
-                .map(|i| delivery_text(i)),
-            body: message.body.clone(),
-        };
-        let slot = built.entry(id).or_insert_with(|| {
-            let peer = if direction == Direction::Sent {
-                message.header.recipient.clone()
+    let messages = entries
+        .iter()
+        .filter(|e| matches!(e.event, RecordEvent::Sent | RecordEvent::Received))
+        .filter_map(|entry| {
+            let message = Message::decode(entry.content.as_deref()?).ok()?;
+            let direction = if entry.event == RecordEvent::Sent {
+                Direction::Sent
             } else {
-                message.header.sender.clone()
+                Direction::Received
             };
-            let subject = match &message.body {
-                Body::Inquiry(inquiry) => inquiry.incident.summary.original.clone(),
-                other => format!("({})", other.kind()),
-            };
-            let summary = ThreadSummary {
-                thread_id: id,
-                peer,
-                outgoing: direction == Direction::Sent,
-                subject,
-                state: String::new(),
-                exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
+            Some(MessageView {
+                seq: entry.seq,
+                direction: direction.to_string(),
+                at: entry.at,
+                kind: message.body.kind().to_string(),
+                message_id: message.header.message_id,
+                in_reply_to: message.header.in_reply_to,
+                sender: message.header.sender.clone(),
+                recipient: message.header.recipient.clone(),
                 handling: message.header.handling.to_string(),
-                opened_at: entry.at,
-                last_activity: entry.at,
-                messages: 0,
-                deadlines: Vec::new(),
-            };
-            (
-                None,
-                ThreadView {
-                    summary,
-                    messages: Vec::new(),
-                },
-            )
-        });
-        let (machine, thread_view) = slot;
-        match machine {
-            None if matches!(message.body, Body::Inquiry(_)) => {
-                *machine = IncidentThread::start(&message, direction, entry.at).ok();
-            }
-            Some(machine) => {
-                if let Err(e) = machine.apply(&message, direction, entry.at) {
-                    tracing::debug!(thread = %id, error = %e, "message does not fit its thread");
-                }
-            }
-            None => {}
-        }
-        thread_view.summary.messages += 1;
-        thread_view.summary.last_activity = thread_view.summary.last_activity.max(entry.at);
-        thread_view.messages.push(view);
-    }
-    Ok(built
-        .into_iter()
-        .map(|(id, (machine, mut view))| {
-            if let Some(machine) = machine {
-                view.summary.state = state_text(&machine);
-                view.summary.deadlines = machine
-                    .deadlines()
-                    .iter()
-                    .map(|d| deadline_view(d, now))
-                    .collect();
-            } else {
-                view.summary.state = "not an incident thread".into();
-            }
-            (id, view)
+                language: message.header.language.tag().to_owned(),
+                exercise: message.header.exercise.as_ref().map(|e| e.0.clone()),
+                delivery: deliveries
+                    .get(&message.header.message_id)
+                    .map(delivery_text),
+                body: message.body,
+            })
         })
-        .collect())
-}
-
-fn state_text(thread: &IncidentThread) -> String {
-    use poc_proto::thread::ThreadState;
-    match thread.state() {
-        ThreadState::Open => "open (no receipt yet)".into(),
-        ThreadState::Receipted => "receipted (awaiting response)".into(),
-        ThreadState::Answered => "answered".into(),
-        ThreadState::FollowUpPending { eta: Some(eta) } => format!("follow-up pending (ETA {eta})"),
-        ThreadState::FollowUpPending { eta: None } => "follow-up pending".into(),
-        ThreadState::Closed { reason } => format!("closed ({reason:?})"),
-    }
-}
-
-fn deadline_view(d: &Deadline, now: Timestamp) -> DeadlineView {
-    DeadlineView {
-        kind: match d.kind {
-            poc_proto::thread::DeadlineKind::RespondBy => "respond-by".into(),
-            poc_proto::thread::DeadlineKind::Eta => "eta".into(),
-        },
-        at: d.at,
-        owed_by: d.owed_by.clone(),
-        met: d.met,
-        overdue: d.is_overdue(now),
-    }
+        .collect();
+    Ok(ThreadView { summary, messages })
 }
 
 fn delivery_text(item: &OutboxItem) -> String {

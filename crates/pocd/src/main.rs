@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod db;
 mod node;
+mod threads;
 
 /// The pocnet node daemon.
 #[derive(Debug, Parser)]

@@ -31,6 +31,7 @@ use poc_proto::keys::{
     EphemeralSecret, IdentityKeyPair, IdentityPublicKey, PrekeySecret, RandomSource,
 };
 use poc_proto::message::{Body, Header, Message, MessageId, PingReply, Receipt, ThreadId};
+use poc_proto::thread::Direction;
 use poc_proto::{OpenError, PocId, RejectCode, Seconds, Timestamp};
 use poc_store::{NewEntry, NewOutboxItem, RecordEvent};
 use poc_transport::{Connection, Endpoint, PeerAuthority};
@@ -120,6 +121,7 @@ pub(crate) struct Node {
     abort_after_record: bool,
     /// Held for the node's lifetime (see `start`).
     _lock: std::fs::File,
+    threads: Mutex<crate::threads::ThreadIndex>,
 }
 
 impl std::fmt::Debug for Node {
@@ -128,6 +130,37 @@ impl std::fmt::Debug for Node {
             .field("me", &self.me)
             .finish_non_exhaustive()
     }
+}
+
+/// Replays the record into a thread index (once, at start).
+fn index_threads(store: &poc_store::Store) -> anyhow::Result<crate::threads::ThreadIndex> {
+    let mut index = crate::threads::ThreadIndex::default();
+    store
+        .read(|reader| {
+            let mut after = 0;
+            loop {
+                let page = reader.record_page(after, 1000)?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for entry in &page {
+                    let direction = match entry.event {
+                        RecordEvent::Sent => Direction::Sent,
+                        RecordEvent::Received => Direction::Received,
+                        _ => continue,
+                    };
+                    if let Some(message) = entry
+                        .content
+                        .as_deref()
+                        .and_then(|c| Message::decode(c).ok())
+                    {
+                        index.observe(&message, direction, entry.at);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .context("cannot read the record to index threads")?;
+    Ok(index)
 }
 
 /// Loads and verifies the signed directory file.
@@ -233,6 +266,7 @@ impl Node {
         let store = poc_store::Store::open(&config.database_path()).with_context(|| {
             format!("cannot open the store {}", config.database_path().display())
         })?;
+        let threads = index_threads(&store)?;
         let db = Db::start(store)?;
         let directory = Arc::new(RwLock::new(directory));
         let authority = Arc::new(DirectoryAuthority {
@@ -259,6 +293,7 @@ impl Node {
             in_flight: Mutex::new(HashSet::new()),
             outbox_wake: Notify::new(),
             _lock: lock,
+            threads: Mutex::new(threads),
             abort_after_record: std::env::var("POCD_FAILPOINT")
                 .is_ok_and(|v| v == "abort-after-record"),
         }))
@@ -324,7 +359,10 @@ impl Node {
     }
 
     /// Builds, seals, records and queues a message from the control API.
-    pub(crate) async fn send(&self, request: SendRequest) -> Result<SendAccepted, ApiError> {
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        request: SendRequest,
+    ) -> Result<SendAccepted, ApiError> {
         let missing_fields = match &request.body {
             Body::Inquiry(inquiry) => poc_proto::template::missing_inquiry_fields(inquiry),
             Body::Response(response) => poc_proto::template::missing_response_fields(response),
@@ -367,30 +405,39 @@ impl Node {
     }
 
     /// Seals `message`, records it as sent and queues it, in one transaction.
-    async fn queue(&self, message: Message) -> Result<(i64, MessageId), ApiError> {
+    async fn queue(self: &Arc<Self>, message: Message) -> Result<(i64, MessageId), ApiError> {
         let sealed = self.seal(&message)?;
         let entry = sent_entry(&message, &sealed);
+        let envelope = sealed.into_bytes();
         let item = outbox_item(
             &message,
-            sealed.into_bytes(),
+            envelope.clone(),
             self.config.delivery.message_ttl_hours,
         );
         let message_id = message.header.message_id;
+        let observed = message.clone();
         let outbox_id = self
             .db
             .run(move |tx| {
                 tx.record_append(entry)?;
-                tx.outbox_enqueue(item).map(|id| id.0)
+                tx.outbox_enqueue(item)
             })
             .await
             .map_err(|e| ApiError::new(e.to_string(), Some("check the node's disk and logs")))?;
-        self.outbox_wake.notify_one();
-        Ok((outbox_id, message_id))
+        self.observe(&observed, Direction::Sent);
+        // First attempt now; the outbox worker only handles retries.
+        self.dispatch(Delivery {
+            id: outbox_id,
+            recipient: observed.header.recipient,
+            envelope,
+            attempts: 0,
+        });
+        Ok((outbox_id.0, message_id))
     }
 
     /// Handles one envelope received from `peer`; returns the transport
     /// acknowledgement frame.
-    pub(crate) async fn receive(&self, peer: &PocId, envelope: Vec<u8>) -> Vec<u8> {
+    pub(crate) async fn receive(self: &Arc<Self>, peer: &PocId, envelope: Vec<u8>) -> Vec<u8> {
         let received_at = now();
         let opened = {
             let own = match self.own_certificate() {
@@ -429,7 +476,7 @@ impl Node {
     }
 
     async fn record_received(
-        &self,
+        self: &Arc<Self>,
         peer: &PocId,
         envelope: Vec<u8>,
         opened: OpenedMessage,
@@ -460,20 +507,16 @@ impl Node {
             ));
         }
         let mut queued = Vec::new();
+        let mut answered = Vec::new();
         for answer in answers {
-            match answer.and_then(|m| {
-                let sealed = self.seal(&m)?;
-                let entry = sent_entry(&m, &sealed);
-                Ok((
-                    entry,
-                    outbox_item(
-                        &m,
-                        sealed.into_bytes(),
-                        self.config.delivery.message_ttl_hours,
-                    ),
-                ))
-            }) {
-                Ok(pair) => queued.push(pair),
+            match answer.and_then(|m| self.seal(&m).map(|sealed| (m, sealed))) {
+                Ok((m, sealed)) => {
+                    let entry = sent_entry(&m, &sealed);
+                    let ttl = self.config.delivery.message_ttl_hours;
+                    let envelope = sealed.into_bytes();
+                    queued.push((entry, outbox_item(&m, envelope.clone(), ttl)));
+                    answered.push((m, envelope));
+                }
                 // The message is still recorded; the operator sees no receipt went out.
                 Err(e) => tracing::warn!(error = %e, "could not prepare an answer"),
             }
@@ -515,39 +558,76 @@ impl Node {
                     // answered again; anyone else pushing the same envelope
                     // is replaying it, and that attempt is recorded.
                     if recorded && delivered_by == sender {
-                        return Ok(Arrival::Duplicate);
+                        return Ok((Arrival::Duplicate, Vec::new()));
                     }
                     tx.record_append(NewEntry {
                         peer: Some(delivered_by),
                         ..replay_entry
                     })?;
-                    return Ok(Arrival::Replay);
+                    return Ok((Arrival::Replay, Vec::new()));
                 }
                 tx.record_append(entry)?;
                 tx.replay_insert(&sender, message_id, keep_until)?;
+                let mut ids = Vec::with_capacity(queued.len());
                 for (sent, item) in queued {
                     tx.record_append(sent)?;
-                    tx.outbox_enqueue(item)?;
+                    ids.push(tx.outbox_enqueue(item)?);
                 }
-                Ok(Arrival::Recorded)
+                Ok((Arrival::Recorded, ids))
             })
             .await;
-        if self.abort_after_record && matches!(outcome, Ok(Arrival::Recorded)) {
+        if self.abort_after_record && matches!(outcome, Ok((Arrival::Recorded, _))) {
             tracing::warn!("failpoint abort-after-record: aborting");
             std::process::abort();
         }
         match outcome {
-            Ok(Arrival::Recorded) => {
-                self.outbox_wake.notify_one();
+            Ok((Arrival::Recorded, ids)) => {
+                self.observe_at(message, Direction::Received, received_at);
+                for ((answer, envelope), id) in answered.into_iter().zip(ids) {
+                    self.observe(&answer, Direction::Sent);
+                    self.dispatch(Delivery {
+                        id,
+                        recipient: answer.header.recipient,
+                        envelope,
+                        attempts: 0,
+                    });
+                }
                 vec![ACK_ACCEPTED]
             }
-            Ok(Arrival::Duplicate) => vec![ACK_ACCEPTED],
-            Ok(Arrival::Replay) => rejected(RejectCode::Replay),
+            Ok((Arrival::Duplicate, _)) => vec![ACK_ACCEPTED],
+            Ok((Arrival::Replay, _)) => rejected(RejectCode::Replay),
             Err(e) => {
                 tracing::error!(error = %e, "could not record a received message");
                 rejected(RejectCode::Internal)
             }
         }
+    }
+
+    fn observe(&self, message: &Message, direction: Direction) {
+        self.observe_at(message, direction, message.header.created_at);
+    }
+
+    fn observe_at(&self, message: &Message, direction: Direction, at: Timestamp) {
+        if let Ok(mut threads) = self.threads.lock() {
+            threads.observe(message, direction, at);
+        }
+    }
+
+    /// Every thread's summary as of `now`.
+    pub(crate) fn thread_summaries(&self, now: Timestamp) -> Vec<poc_control::ThreadSummary> {
+        self.threads
+            .lock()
+            .map(|t| t.summaries(now))
+            .unwrap_or_default()
+    }
+
+    /// One thread's summary as of `now`.
+    pub(crate) fn thread_summary(
+        &self,
+        id: &ThreadId,
+        now: Timestamp,
+    ) -> Option<poc_control::ThreadSummary> {
+        self.threads.lock().ok()?.summary(id, now)
     }
 
     /// A reply to `to` on its thread.
@@ -584,15 +664,7 @@ impl Node {
                 .await
                 .unwrap_or_default();
             for item in due {
-                let fresh = self
-                    .in_flight
-                    .lock()
-                    .map(|mut set| set.insert(item.id))
-                    .unwrap_or(false);
-                if fresh {
-                    let node = self.clone();
-                    tokio::spawn(async move { node.deliver(item).await });
-                }
+                self.dispatch(Delivery::from(item));
             }
             let next = self
                 .db
@@ -615,11 +687,25 @@ impl Node {
         }
     }
 
-    async fn deliver(self: Arc<Self>, item: poc_store::OutboxItem) {
-        let id = item.id;
-        let result = self.try_deliver(&item).await;
+    /// Starts delivering `delivery` unless it is already under way.
+    fn dispatch(self: &Arc<Self>, delivery: Delivery) {
+        let fresh = self
+            .in_flight
+            .lock()
+            .map(|mut set| set.insert(delivery.id))
+            .unwrap_or(false);
+        if fresh {
+            let node = self.clone();
+            tokio::spawn(async move { node.deliver(delivery).await });
+        }
+    }
+
+    async fn deliver(self: Arc<Self>, delivery: Delivery) {
+        let id = delivery.id;
+        let result = self.try_deliver(&delivery).await;
         let now = now();
-        let attempts = item.attempts + 1;
+        let attempts = delivery.attempts + 1;
+        let retrying = matches!(result, Err(DeliveryError::Transient(_)));
         let outcome = match result {
             Ok(()) => {
                 self.db
@@ -654,10 +740,13 @@ impl Node {
         if let Ok(mut set) = self.in_flight.lock() {
             set.remove(&id);
         }
-        self.outbox_wake.notify_one();
+        if retrying {
+            // The worker sleeps until the earliest retry; this one may be earlier.
+            self.outbox_wake.notify_one();
+        }
     }
 
-    async fn try_deliver(&self, item: &poc_store::OutboxItem) -> Result<(), DeliveryError> {
+    async fn try_deliver(&self, item: &Delivery) -> Result<(), DeliveryError> {
         let connection = self.connection(&item.recipient).await?;
         let answer = match connection.request(&item.envelope).await {
             Ok(answer) => answer,
@@ -777,6 +866,26 @@ enum Arrival {
     Duplicate,
     /// Already recorded, pushed again by someone else: refused and recorded.
     Replay,
+}
+
+/// One delivery attempt's input.
+struct Delivery {
+    id: poc_store::OutboxId,
+    recipient: PocId,
+    envelope: Vec<u8>,
+    /// Failed attempts so far.
+    attempts: u64,
+}
+
+impl From<poc_store::OutboxItem> for Delivery {
+    fn from(item: poc_store::OutboxItem) -> Self {
+        Delivery {
+            id: item.id,
+            recipient: item.recipient,
+            envelope: item.envelope,
+            attempts: item.attempts,
+        }
+    }
 }
 
 enum DeliveryError {
