@@ -288,7 +288,7 @@ struct OutboxReport {
 struct Views {
     /// Record entries on the sender at that point.
     sender_record_entries: u64,
-    /// One `Status` call (it rebuilds every thread for overdue deadlines).
+    /// One `Status` call (lists the outbox and every thread's deadlines).
     status_call_ms: f64,
     /// One `Inbox` call.
     inbox_call_ms: f64,
@@ -668,7 +668,7 @@ fn human(r: &Report) -> String {
         r.outbox.recipient.undelivered
     );
     out += &format!(
-        "control API views with {} record entries on the sender: Status {:.1} ms, Inbox {:.1} ms (each rebuilds every thread)\n",
+        "control API views with {} record entries on the sender: Status {:.1} ms, Inbox {:.1} ms\n",
         r.views.sender_record_entries, r.views.status_call_ms, r.views.inbox_call_ms
     );
     if low.early_completions + high.early_completions > 0 {
