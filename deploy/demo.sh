@@ -94,7 +94,7 @@ est inquire --to FRA.cert \
   --request "Owners of the listed hosts; can you act on the C2 domain?" \
   --name "Kadri Tamm" --entity CERT-EE --email duty@cert.example \
   --urgency urgent --respond-within 4h --channel pocnet --lead-agency "CERT-EE" --handling amber
-THREAD=$(est inbox --json | python3 -c 'import json,sys; print("".join("%02x" % b for b in json.load(sys.stdin)[0]["thread_id"]))')
+THREAD=$(est inbox --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["thread_id"])')
 
 say "FRA.cert's node records the inquiry and returns a neutral receipt"
 wait_for "receipt" est show "$THREAD"

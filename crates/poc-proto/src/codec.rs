@@ -158,6 +158,88 @@ fn short_type_name<T>() -> &'static str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
+/// Hex text for human-readable formats (the JSON of the local control API),
+/// raw bytes for binary ones (the wire): one value, two faces, and the wire
+/// bytes are exactly those `serde_bytes` and a plain array would give.
+pub(crate) mod hex_text {
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn encode(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub(crate) fn decode<E: Error>(text: &str) -> Result<Vec<u8>, E> {
+        if !text.len().is_multiple_of(2) {
+            return Err(E::custom("hex text has an odd number of digits"));
+        }
+        (0..text.len())
+            .step_by(2)
+            .map(|i| {
+                text.get(i..i + 2)
+                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                    .ok_or_else(|| E::custom("not hex text"))
+            })
+            .collect()
+    }
+
+    /// A byte string: `serde_bytes` on the wire, hex in JSON.
+    pub(crate) mod bytes {
+        use super::*;
+
+        pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            if s.is_human_readable() {
+                s.serialize_str(&encode(bytes))
+            } else {
+                serde_bytes::serialize(bytes, s)
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            if d.is_human_readable() {
+                decode(&String::deserialize(d)?)
+            } else {
+                serde_bytes::deserialize(d)
+            }
+        }
+    }
+
+    /// A fixed array of up to 32 bytes: N raw bytes on the wire, hex in JSON.
+    pub(crate) mod array {
+        use super::*;
+        use serde::Serialize;
+
+        pub(crate) fn serialize<S: Serializer, const N: usize>(
+            bytes: &[u8; N],
+            s: S,
+        ) -> Result<S::Ok, S::Error>
+        where
+            [u8; N]: Serialize,
+        {
+            if s.is_human_readable() {
+                s.serialize_str(&encode(bytes))
+            } else {
+                bytes.serialize(s)
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+            d: D,
+        ) -> Result<[u8; N], D::Error>
+        where
+            [u8; N]: Deserialize<'de>,
+        {
+            if d.is_human_readable() {
+                decode(&String::deserialize(d)?)?
+                    .try_into()
+                    .map_err(|_| D::Error::custom(format!("expected {N} bytes of hex")))
+            } else {
+                <[u8; N]>::deserialize(d)
+            }
+        }
+    }
+}
+
 /// Fixed-size byte arrays encoded as raw bytes with no length prefix.
 ///
 /// serde only implements arrays up to 32 elements; signatures are 64 bytes.

@@ -179,7 +179,7 @@ pub enum OpenError {
     },
     /// The roles of sender and recipient may not exchange this kind of message.
     #[error(
-        "role policy refuses a {kind} from a {sender_role} PoC to a {recipient_role} PoC of another State (diplomatic PoCs write to diplomatic PoCs, technical to technical)"
+        "role policy refuses {kind} messages from a {sender_role} PoC to a {recipient_role} PoC of another State (diplomatic PoCs write to diplomatic PoCs, technical to technical)"
     )]
     RoleNotAllowed {
         /// Sender's role.
@@ -340,7 +340,7 @@ pub enum SealError {
     },
     /// The role policy forbids this exchange; the recipient would refuse it.
     #[error(
-        "role policy forbids a {kind} from a {sender_role} PoC to a {recipient_role} PoC of another State (diplomatic PoCs write to diplomatic PoCs, technical to technical)"
+        "role policy forbids {kind} messages from a {sender_role} PoC to a {recipient_role} PoC of another State (diplomatic PoCs write to diplomatic PoCs, technical to technical)"
     )]
     RoleNotAllowed {
         /// Sender's role.

@@ -18,8 +18,10 @@ use crate::validate::{Validate, Validator};
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// 16 raw bytes on the wire; 32 hex digits in JSON.
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub struct $name(pub [u8; 16]);
+        pub struct $name(#[serde(with = "crate::codec::hex_text::array")] pub [u8; 16]);
 
         impl $name {
             /// Draws a fresh random id.
@@ -674,7 +676,7 @@ pub enum Indicator {
         /// The algorithm.
         algorithm: HashAlgorithm,
         /// The digest.
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::codec::hex_text::bytes")]
         digest: Vec<u8>,
     },
     /// An autonomous system number.
@@ -802,15 +804,15 @@ impl Validate for Channel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AttachmentContent {
     /// An IODEF v2 (RFC 7970) XML document, byte for byte.
-    Iodef(#[serde(with = "serde_bytes")] Vec<u8>),
+    Iodef(#[serde(with = "crate::codec::hex_text::bytes")] Vec<u8>),
     /// A STIX 2.1 JSON bundle, byte for byte.
-    Stix(#[serde(with = "serde_bytes")] Vec<u8>),
+    Stix(#[serde(with = "crate::codec::hex_text::bytes")] Vec<u8>),
     /// Anything else, with its media type.
     Other {
         /// Media type, e.g. `application/pdf`.
         media_type: String,
         /// The bytes.
-        #[serde(with = "serde_bytes")]
+        #[serde(with = "crate::codec::hex_text::bytes")]
         bytes: Vec<u8>,
     },
 }
@@ -924,6 +926,7 @@ pub struct Receipt {
     /// The acknowledged message's id.
     pub acknowledged: MessageId,
     /// SHA-256 of the acknowledged message's signed content bytes.
+    #[serde(with = "crate::codec::hex_text::array")]
     pub content_digest: [u8; 32],
     /// When the receiving node recorded it.
     pub received_at: Timestamp,
@@ -1028,5 +1031,28 @@ pub struct ConsentReply {
 impl Validate for ConsentReply {
     fn validate(&self, v: &mut Validator) {
         v.field("note", |v| self.note.validate(v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_bytes_are_hex_in_json_and_round_trip() {
+        let id = MessageId([0xab; 16]);
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            format!("\"{}\"", "ab".repeat(16))
+        );
+        let attachment = AttachmentContent::Iodef(vec![1, 2, 255]);
+        let json = serde_json::to_string(&attachment).unwrap();
+        assert_eq!(json, r#"{"Iodef":"0102ff"}"#);
+        assert_eq!(
+            serde_json::from_str::<AttachmentContent>(&json).unwrap(),
+            attachment
+        );
+        assert!(serde_json::from_str::<MessageId>("\"abc\"").is_err());
+        assert!(serde_json::from_str::<AttachmentContent>(r#"{"Iodef":"zz"}"#).is_err());
     }
 }
