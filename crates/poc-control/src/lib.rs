@@ -6,6 +6,10 @@
 //! `{"ok": <value>}` or `{"error": {"message": "...", "hint": "..."}}`.
 //! A connection may carry many requests in turn. Requests are at most
 //! [`MAX_REQUEST_BYTES`]; the daemon closes connections idle for a minute.
+//! Message, thread and campaign ids, digests and byte strings (attachments,
+//! hash indicators) are lowercase hex strings; times are seconds since the
+//! Unix epoch; message bodies follow serde's externally tagged form of the
+//! `poc_proto::message` types (e.g. `{"Inquiry": {...}}`).
 //!
 //! The API is local-only by design: nothing here is reachable from the
 //! network, and nothing returned contains key material.
