@@ -110,7 +110,9 @@ pub(crate) struct Node {
     pub(crate) db: Db,
     /// QUIC endpoint.
     pub(crate) endpoint: Endpoint,
-    connections: tokio::sync::Mutex<HashMap<PocId, Connection>>,
+    /// One slot per peer: connecting to one peer (up to the handshake
+    /// timeout if it is unreachable) never holds up deliveries to others.
+    connections: Mutex<HashMap<PocId, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
     in_flight: Mutex<HashSet<poc_store::OutboxId>>,
     /// Wakes the outbox worker.
     pub(crate) outbox_wake: Notify,
@@ -289,7 +291,7 @@ impl Node {
             directory,
             db,
             endpoint,
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             outbox_wake: Notify::new(),
             _lock: lock,
@@ -752,7 +754,7 @@ impl Node {
             Ok(answer) => answer,
             Err(e) => {
                 // Drop the cached connection; the next attempt reconnects.
-                self.connections.lock().await.remove(&item.recipient);
+                *self.connection_slot(&item.recipient).lock().await = None;
                 return Err(DeliveryError::Transient(e.to_string()));
             }
         };
@@ -773,9 +775,17 @@ impl Node {
         }
     }
 
+    fn connection_slot(&self, peer: &PocId) -> Arc<tokio::sync::Mutex<Option<Connection>>> {
+        let mut slots = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(peer.clone()).or_default().clone()
+    }
+
     async fn connection(&self, peer: &PocId) -> Result<Connection, DeliveryError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(conn) = connections.get(peer)
+        let slot = self.connection_slot(peer);
+        // Held while connecting, so concurrent deliveries to the same peer
+        // share one handshake.
+        let mut cached = slot.lock().await;
+        if let Some(conn) = cached.as_ref()
             && !conn.is_closed()
         {
             return Ok(conn.clone());
@@ -803,7 +813,7 @@ impl Node {
         let conn = self.endpoint.connect(socket, key).await.map_err(|e| {
             DeliveryError::Transient(format!("cannot reach {peer} at {address}: {e}"))
         })?;
-        connections.insert(peer.clone(), conn.clone());
+        *cached = Some(conn.clone());
         Ok(conn)
     }
 

@@ -664,3 +664,37 @@ fn an_unmet_respond_by_time_is_reported_and_alerted() {
         log.contains("deadline overdue").then_some(())
     });
 }
+
+#[test]
+fn an_unreachable_peer_does_not_hold_up_deliveries_to_others() {
+    let cluster = Cluster::new(
+        &[
+            ("EST.cert", Role::Technical),
+            ("FRA.cert", Role::Technical),
+            ("KEN.cert", Role::Technical),
+        ],
+        &[],
+    );
+    // KEN's address swallows packets and never answers: its handshake can
+    // only end by timing out.
+    let _black_hole =
+        std::net::UdpSocket::bind(("127.0.0.1", cluster.poc("KEN.cert").port)).unwrap();
+    let est = cluster.start("EST.cert");
+    let _fra = cluster.start("FRA.cert");
+    let to_ken = send(&est, "KEN.cert", None, None, inquiry());
+    let to_fra = send(&est, "FRA.cert", None, None, inquiry());
+    eventually("delivery to FRA", || {
+        outbox(&est)
+            .into_iter()
+            .find(|o| o.message_id == to_fra.message_id && o.status == "delivered")
+    });
+    let ken = outbox(&est)
+        .into_iter()
+        .find(|o| o.message_id == to_ken.message_id)
+        .unwrap();
+    assert_eq!(ken.status, "pending");
+    assert_eq!(
+        ken.attempts, 0,
+        "FRA waited for KEN's handshake to fail: {ken:?}"
+    );
+}
