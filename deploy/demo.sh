@@ -15,7 +15,10 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Building pocd, poc and poc-directory (release)"
 cargo build --release --locked -q -p pocd -p poc-cli -p poc-directory
-BIN="$PWD/target/release"
+# Ask cargo where it builds (CARGO_TARGET_DIR or a config may move it).
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET_DIR/release"
 POC="$BIN/poc"; POCD="$BIN/pocd"; DIRTOOL="$BIN/poc-directory"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pocnet-demo.XXXXXX")
