@@ -20,7 +20,7 @@ use crate::error::SealError;
 use crate::identity::{Issuer, PocId, Role, StateCode};
 use crate::keys::{
     EphemeralSecret, IdentityKeyPair, ManagerKeyPair, PrekeySecret, RandomSource, Signature,
-    StateRootKeyPair,
+    SignatureLabel, StateRootKeyPair,
 };
 use crate::message::{
     Attachment, AttachmentContent, Body, Channel, Contact, Handling, Header, Incident,
@@ -307,6 +307,23 @@ impl World {
             ephemeral,
             MessageId([0; 16]),
         )
+    }
+
+    /// Signs `content` with `signer`'s identity key and seals it to `to`,
+    /// skipping every check `seal` makes: for negative tests and vectors
+    /// (forged senders, forwarded messages, out-of-window timestamps...).
+    pub fn seal_signed_by(
+        &self,
+        content: &[u8],
+        signer: &str,
+        to: &str,
+        label: &str,
+    ) -> Result<SealedEnvelope, SealError> {
+        let signature = self
+            .poc(signer)
+            .identity
+            .sign(SignatureLabel::Message, content);
+        self.seal_raw(content, &signature, to, label)
     }
 
     /// The recipient view of a PoC, with the default policy.

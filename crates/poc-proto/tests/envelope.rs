@@ -267,12 +267,8 @@ fn bad_signature_is_refused() {
     let msg = inquiry_message(&world, "EST.cert", "FRA.cert", 512);
     let content = msg.encode().unwrap();
     // Signed by the wrong key (KEN.cert), claiming to be EST.cert.
-    let forged = world
-        .poc("KEN.cert")
-        .identity
-        .sign(SignatureLabel::Message, &content);
     let sealed = world
-        .seal_raw(&content, &forged, "FRA.cert", "sig")
+        .seal_signed_by(&content, "KEN.cert", "FRA.cert", "sig")
         .unwrap();
     let err = open(&world, "FRA.cert", sealed.as_bytes()).unwrap_err();
     assert!(matches!(err, OpenError::BadSignature { .. }), "{err}");
@@ -396,12 +392,8 @@ fn old_message_in_a_long_lived_envelope_is_refused() {
     assert!(matches!(err, SealError::ExpiryTooFar { .. }), "{err}");
     // ...and a receiver refuses one made by hand.
     let content = msg.encode().unwrap();
-    let signature = world
-        .poc("EST.cert")
-        .identity
-        .sign(SignatureLabel::Message, &content);
     let sealed = world
-        .seal_raw(&content, &signature, "FRA.cert", "old")
+        .seal_signed_by(&content, "EST.cert", "FRA.cert", "old")
         .unwrap();
     let err = open(&world, "FRA.cert", sealed.as_bytes()).unwrap_err();
     assert!(
@@ -485,11 +477,9 @@ fn unknown_expired_and_revoked_senders_are_refused() {
         }),
     );
     let content = msg.encode().unwrap();
-    let sig = world
-        .poc("KEN.old")
-        .identity
-        .sign(SignatureLabel::Message, &content);
-    let sealed = world.seal_raw(&content, &sig, "FRA.cert", "old").unwrap();
+    let sealed = world
+        .seal_signed_by(&content, "KEN.old", "FRA.cert", "old")
+        .unwrap();
     let err = open(&world, "FRA.cert", sealed.as_bytes()).unwrap_err();
     assert!(
         matches!(
@@ -507,11 +497,7 @@ fn roles_are_enforced_across_states() {
     // Sealed raw, bypassing the sender-side check, to test the receiver.
     let inquiry = |from: &str, to: &str| {
         let content = inquiry_message(&world, from, to, 256).encode().unwrap();
-        let signature = world
-            .poc(from)
-            .identity
-            .sign(SignatureLabel::Message, &content);
-        let sealed = world.seal_raw(&content, &signature, to, "role").unwrap();
+        let sealed = world.seal_signed_by(&content, from, to, "role").unwrap();
         open(&world, to, sealed.as_bytes()).map(|_| ())
     };
     // An honest sender is stopped before sealing.
@@ -744,11 +730,9 @@ fn oversize_fields_sealed_by_a_careless_peer_are_refused_by_name() {
         .unwrap();
     content[at - 8..at].copy_from_slice(&300u64.to_le_bytes());
     content.splice(at..at, std::iter::repeat_n(b'n', 44));
-    let sig = world
-        .poc("EST.cert")
-        .identity
-        .sign(SignatureLabel::Message, &content);
-    let sealed = world.seal_raw(&content, &sig, "FRA.cert", "big").unwrap();
+    let sealed = world
+        .seal_signed_by(&content, "EST.cert", "FRA.cert", "big")
+        .unwrap();
     let err = open(&world, "FRA.cert", sealed.as_bytes()).unwrap_err();
     assert!(
         matches!(err, OpenError::Decode(DecodeError::InvalidField { .. })),

@@ -428,21 +428,13 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
     );
 
     let content = inquiry.encode().unwrap();
-    let est_sig = w
-        .poc("EST.cert")
-        .identity
-        .sign(SignatureLabel::Message, &content);
     let forwarded = w
-        .seal_raw(&content, &est_sig, "KEN.cert", "neg-forwarded")
+        .seal_signed_by(&content, "EST.cert", "KEN.cert", "neg-forwarded")
         .unwrap()
         .into_bytes();
     g.negative("neg-forwarded", forwarded, "KEN.cert", C::WrongRecipient, "EST.cert's signed inquiry to FRA.cert, re-sealed by FRA.cert to KEN.cert (surreptitious forwarding): the inner recipient is FRA.cert.");
-    let forged = w
-        .poc("KEN.cert")
-        .identity
-        .sign(SignatureLabel::Message, &content);
     let bad_sig = w
-        .seal_raw(&content, &forged, "FRA.cert", "neg-bad-signature")
+        .seal_signed_by(&content, "KEN.cert", "FRA.cert", "neg-bad-signature")
         .unwrap()
         .into_bytes();
     g.negative(
@@ -483,14 +475,10 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
         }),
     };
     let old_content = old.encode().unwrap();
-    let old_sig = w
-        .poc("KEN.old")
-        .identity
-        .sign(SignatureLabel::Message, &old_content);
     let old_env = w
-        .seal_raw(
+        .seal_signed_by(
             &old_content,
-            &old_sig,
+            "KEN.old",
             "FRA.cert",
             "neg-expired-certificate",
         )
@@ -508,12 +496,8 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
         body: Body::Inquiry(sample_inquiry(256)),
     };
     let role_content = role.encode().unwrap();
-    let role_sig = w
-        .poc("EST.mfa")
-        .identity
-        .sign(SignatureLabel::Message, &role_content);
     let role_env = w
-        .seal_raw(&role_content, &role_sig, "FRA.cert", "neg-role")
+        .seal_signed_by(&role_content, "EST.mfa", "FRA.cert", "neg-role")
         .unwrap()
         .into_bytes();
     g.negative(
@@ -526,12 +510,8 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
     let mut stale = inquiry.clone();
     stale.header.created_at = NOW.minus(Seconds::days(20));
     let stale_content = stale.encode().unwrap();
-    let stale_sig = w
-        .poc("EST.cert")
-        .identity
-        .sign(SignatureLabel::Message, &stale_content);
     let stale_env = w
-        .seal_raw(&stale_content, &stale_sig, "FRA.cert", "neg-stale")
+        .seal_signed_by(&stale_content, "EST.cert", "FRA.cert", "neg-stale")
         .unwrap()
         .into_bytes();
     g.negative(
@@ -552,12 +532,8 @@ fn generate() -> BTreeMap<String, Vec<u8>> {
         .unwrap();
     big_content[at - 8..at].copy_from_slice(&257u64.to_le_bytes());
     big_content.insert(at, b'n');
-    let big_sig = w
-        .poc("EST.cert")
-        .identity
-        .sign(SignatureLabel::Message, &big_content);
     let big_env = w
-        .seal_raw(&big_content, &big_sig, "FRA.cert", "neg-oversize-field")
+        .seal_signed_by(&big_content, "EST.cert", "FRA.cert", "neg-oversize-field")
         .unwrap()
         .into_bytes();
     g.negative(
