@@ -199,10 +199,13 @@ async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
                 .map(move |d| (id, d))
         })
         .collect();
-    let own = node.directory_snapshot().remove(&node.me);
+    let role = node
+        .own_certificate()
+        .map(|c| c.role().to_string())
+        .unwrap_or_default();
     Ok(StatusView {
         poc_id: node.me.clone(),
-        role: own.map(|(c, _)| c.role().to_string()).unwrap_or_default(),
+        role,
         listen: node.config.node.listen.to_string(),
         directory_sequence: node.directory_sequence(),
         record_entries: head.map(|h| h.seq).unwrap_or(0),

@@ -306,7 +306,7 @@ impl Node {
         self.directory.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn own_certificate(&self) -> anyhow::Result<VerifiedCertificate> {
+    pub(crate) fn own_certificate(&self) -> anyhow::Result<VerifiedCertificate> {
         match self.directory().lookup(&self.me) {
             PeerStatus::Active(cert) => Ok(cert.clone()),
             _ => bail!(

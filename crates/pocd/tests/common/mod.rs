@@ -13,7 +13,7 @@
 )]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -363,8 +363,4 @@ pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-pub fn path_exists(p: &Path) -> bool {
-    p.exists()
 }
