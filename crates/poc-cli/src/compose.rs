@@ -165,12 +165,10 @@ impl Draft {
         if let Some(c) = &self.channel {
             inquiry.preferred_channel = Some(c.clone());
         }
-        if !self.attach.is_empty() {
-            inquiry.attachments = self
-                .attach
-                .iter()
-                .map(|p| attachment(p))
-                .collect::<anyhow::Result<_>>()?;
+        // Added to what a template or an imported IODEF document already
+        // attached, never replacing it.
+        for path in &self.attach {
+            inquiry.attachments.push(attachment(path)?);
         }
         Ok(())
     }
@@ -374,27 +372,7 @@ fn looks_like_stix(bytes: &[u8]) -> bool {
 
 /// Reads a file as an attachment, typing it by content and extension.
 pub(crate) fn attachment(path: &Path) -> anyhow::Result<Attachment> {
-    let shown = path.display();
-    let max = poc_proto::limits::MAX_ATTACHMENT_BYTES;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| usage(format!("--attach {shown}: {e}"), "check the file name"))?;
-    if !meta.is_file() {
-        return Err(usage(
-            format!("--attach {shown}: not a regular file"),
-            "attach files, not directories",
-        ));
-    }
-    if meta.len() > max as u64 {
-        return Err(usage(
-            format!(
-                "--attach {shown} is {} bytes; the limit is {max}",
-                meta.len()
-            ),
-            "attach a smaller file, or agree another channel for large data",
-        ));
-    }
-    let bytes = std::fs::read(path)
-        .map_err(|e| usage(format!("--attach {shown}: {e}"), "check the file"))?;
+    let bytes = crate::interop::read_file(path, "--attach")?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -410,7 +388,20 @@ pub(crate) fn attachment(path: &Path) -> anyhow::Result<Attachment> {
     let content = match ext.as_str() {
         "xml" if looks_like_iodef(&bytes) => AttachmentContent::Iodef(bytes),
         "xml" => other("application/xml", bytes),
-        "json" if looks_like_stix(&bytes) => AttachmentContent::Stix(bytes),
+        // Labelled STIX only if it is a well-formed bundle: the receiver's
+        // tools will trust the label.
+        "json" if looks_like_stix(&bytes) => match poc_interop::stix::validate_bundle(&bytes) {
+            Ok(_) => AttachmentContent::Stix(bytes),
+            Err(e) => {
+                return Err(usage(
+                    format!(
+                        "--attach {}: a STIX bundle, but malformed: {e}",
+                        path.display()
+                    ),
+                    "fix the bundle, or rename it (not .json) to send it as an opaque file",
+                ));
+            }
+        },
         "json" => other("application/json", bytes),
         "txt" | "log" => other("text/plain", bytes),
         "csv" => other("text/csv", bytes),
@@ -537,13 +528,29 @@ mod tests {
         let stix = dir.path().join("bundle.json");
         std::fs::write(
             &stix,
-            r#"{"type": "bundle", "id": "bundle--1", "objects": []}"#,
+            r#"{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": [
+                {"type": "indicator", "spec_version": "2.1", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+                 "created": "2026-11-24T22:15:00.000Z", "modified": "2026-11-24T22:15:00.000Z",
+                 "pattern": "[ipv4-addr:value = '192.0.2.17']", "pattern_type": "stix", "valid_from": "2026-11-24T22:15:00Z"}]}"#,
         )
         .unwrap();
         assert!(matches!(
             attachment(&stix).unwrap().content,
             AttachmentContent::Stix(_)
         ));
+        // Looks like a bundle, but its id is not bundle--<uuid>: refused, not
+        // sent labelled as STIX.
+        let bad = dir.path().join("bad.json");
+        std::fs::write(
+            &bad,
+            r#"{"type": "bundle", "id": "bundle--1", "objects": []}"#,
+        )
+        .unwrap();
+        let err = attachment(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("malformed") && err.contains("bundle--1"),
+            "{err}"
+        );
         let plain = dir.path().join("notes.json");
         std::fs::write(&plain, r#"{"type": "note"}"#).unwrap();
         assert_eq!(

@@ -180,18 +180,37 @@ fn warn_missing(what: &str, missing: &[poc_proto::template::MissingField]) {
     eprint!("{text}");
 }
 
+/// Where `poc inquire` starts from, besides its flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct InquiryBase<'a> {
+    /// `--from-file`: a template.
+    pub(crate) template: Option<&'a Path>,
+    /// `--from-iodef`: an IODEF document (attached unchanged).
+    pub(crate) iodef: Option<&'a Path>,
+    /// `--attach-stix`: STIX bundles, validated before they are attached.
+    pub(crate) stix: &'a [PathBuf],
+}
+
 /// `poc inquire`.
 pub(crate) fn inquire(
     connection: &Connection,
     flags: Draft,
-    from_file: Option<&Path>,
+    base: InquiryBase<'_>,
     json: bool,
 ) -> anyhow::Result<u8> {
     let now = now();
-    let (draft, mut inquiry) = match from_file.map(compose::read_template).transpose()? {
+    let mut imported_handling = None;
+    let (draft, mut inquiry) = match base.template.map(compose::read_template).transpose()? {
         Some(Template::Fields(file)) => (flags.over(*file), Inquiry::new_minimal(Text::new(""))),
         Some(Template::Inquiry(base)) => (flags, *base),
-        None => (flags, Inquiry::new_minimal(Text::new(""))),
+        None => match base.iodef {
+            Some(path) => {
+                let (inquiry, handling) = crate::interop::inquiry_from_iodef(path)?;
+                imported_handling = Some(handling);
+                (flags, inquiry)
+            }
+            None => (flags, Inquiry::new_minimal(Text::new(""))),
+        },
     };
     let to = draft.to.clone().ok_or_else(|| {
         usage(
@@ -200,6 +219,11 @@ pub(crate) fn inquire(
         )
     })?;
     draft.apply(&mut inquiry, now)?;
+    for path in base.stix {
+        inquiry
+            .attachments
+            .push(crate::interop::stix_attachment(path)?);
+    }
     if inquiry.incident.summary.original.trim().is_empty() {
         return Err(usage(
             "an inquiry needs a summary, its one required field",
@@ -207,7 +231,15 @@ pub(crate) fn inquire(
         ));
     }
     let language = draft.lang.unwrap_or(Language::English);
-    let handling = draft.handling.unwrap_or_default();
+    let handling = match (draft.handling, imported_handling) {
+        (Some(given), Some(document)) if given != document => {
+            eprintln!(
+                "note: --handling {given} overrides the IODEF document's restriction ({document})"
+            );
+            given
+        }
+        (given, document) => given.or(document).unwrap_or_default(),
+    };
     let exercise = draft.exercise.clone().map(ExerciseId);
     let missing = poc_proto::template::missing_inquiry_fields(&inquiry);
     let body = Body::Inquiry(inquiry);
@@ -258,7 +290,7 @@ fn send(daemon: &mut Daemon, request: SendRequest, json: bool) -> anyhow::Result
 }
 
 /// Resolves a full id or a unique prefix through the inbox.
-fn resolve_thread(daemon: &mut Daemon, thread: &ThreadRef) -> anyhow::Result<ThreadId> {
+pub(crate) fn resolve_thread(daemon: &mut Daemon, thread: &ThreadRef) -> anyhow::Result<ThreadId> {
     let prefix = match thread {
         ThreadRef::Full(id) => return Ok(*id),
         ThreadRef::Prefix(p) => p,

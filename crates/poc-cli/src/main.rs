@@ -22,6 +22,7 @@ mod ceremony;
 mod compose;
 mod daemon;
 mod fail;
+mod interop;
 mod parse;
 mod render;
 mod rng;
@@ -59,6 +60,8 @@ enum Command {
     Inbox(JsonFlag),
     /// Show a whole thread: every message, receipt and deadline.
     Show(ShowArgs),
+    /// Export an incident thread as IODEF 2.0 (RFC 7970) or as a STIX 2.1 bundle of its indicators.
+    Export(ExportArgs),
     /// Respond to an inquiry (response-to-inquiry procedure).
     Respond(RespondArgs),
     /// Add information to an open thread.
@@ -234,6 +237,12 @@ struct InquireArgs {
     /// Start from an inquiry template (.toml or .json); flags override it.
     #[arg(long, value_name = "FILE")]
     from_file: Option<PathBuf>,
+    /// Start from an IODEF 2.0 document (RFC 7970): incident, times, contacts and indicators are taken from it and the document is attached unchanged; flags override it.
+    #[arg(long, value_name = "FILE", conflicts_with = "from_file")]
+    from_iodef: Option<PathBuf>,
+    /// Attach a STIX 2.1 bundle, checked first (repeatable).
+    #[arg(long, value_name = "FILE")]
+    attach_stix: Vec<PathBuf>,
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -280,6 +289,23 @@ struct ShowArgs {
     /// Print the daemon's answer as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("format").required(true).args(["iodef", "stix"]))]
+struct ExportArgs {
+    /// Thread id (32 hex digits, or a unique prefix of at least 6).
+    #[arg(value_parser = parse::thread_ref)]
+    thread: ThreadRef,
+    /// An IODEF 2.0 XML document (validates against the IODEF 2.0 schema).
+    #[arg(long)]
+    iodef: bool,
+    /// A STIX 2.1 bundle of the thread's indicators, TLP 2.0-marked.
+    #[arg(long)]
+    stix: bool,
+    /// Write to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -402,14 +428,31 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             out: a.out,
             valid_days: a.valid_days,
         })?),
-        Command::Inquire(a) => {
-            daemon::inquire(&connection, a.draft(), a.from_file.as_deref(), a.json)
-        }
+        Command::Inquire(a) => daemon::inquire(
+            &connection,
+            a.draft(),
+            daemon::InquiryBase {
+                template: a.from_file.as_deref(),
+                iodef: a.from_iodef.as_deref(),
+                stix: &a.attach_stix,
+            },
+            a.json,
+        ),
         Command::Inbox(f) => daemon::read(&connection, Read::Inbox, f.json),
         Command::Status(f) => daemon::read(&connection, Read::Status, f.json),
         Command::Outbox(f) => daemon::read(&connection, Read::Outbox, f.json),
         Command::Directory(f) => daemon::read(&connection, Read::Directory, f.json),
         Command::Show(a) => daemon::show(&connection, &a.thread, a.json),
+        Command::Export(a) => interop::export(
+            &connection,
+            &a.thread,
+            if a.iodef {
+                interop::ExportFormat::Iodef
+            } else {
+                interop::ExportFormat::Stix
+            },
+            a.out.as_deref(),
+        ),
         Command::Respond(a) => daemon::respond(
             &connection,
             daemon::RespondParams {

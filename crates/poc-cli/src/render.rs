@@ -9,7 +9,8 @@ use poc_control::{
 };
 use poc_proto::Body;
 use poc_proto::message::{
-    Attachment, ChannelAgreement, Inquiry, Response, ResponseOutcome, Text, Urgency,
+    Attachment, AttachmentContent, ChannelAgreement, Inquiry, Response, ResponseOutcome, Text,
+    Urgency,
 };
 
 use crate::parse;
@@ -199,6 +200,9 @@ fn attachments(f: &mut Fields, list: &[Attachment]) {
                 a.content.bytes().len()
             ),
         );
+        if let AttachmentContent::Stix(bytes) = &a.content {
+            f.field("", &crate::interop::stix_summary(bytes).join("\n"));
+        }
     }
 }
 

@@ -680,3 +680,307 @@ fn record_export_pages_until_empty() {
         .collect();
     assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
 }
+
+// ---- CERT formats: IODEF import/export, STIX attachments, TLP (issue 7) ----
+
+fn fixtures() -> Option<PathBuf> {
+    poc_interop::shared_fixtures_dir()
+        .map_err(|missing| println!("{missing}"))
+        .ok()
+}
+
+/// The IODEF samples (not the schema), sorted.
+fn iodef_samples(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("iodef"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 7, "expected the seven shared IODEF samples");
+    files
+}
+
+/// A pocd whose thread THREAD is an outgoing inquiry with `body`.
+fn pocd_with_inquiry(body: Body, handling: &str) -> FakePocd {
+    let handling = handling.to_owned();
+    FakePocd::start(move |request| match request {
+        Request::Inbox => ok(inbox()),
+        Request::Thread { thread } if *thread == THREAD => {
+            let mut view = thread_view(true, None);
+            view.summary.exercise = None;
+            view.messages[0].body = body.clone();
+            for m in &mut view.messages {
+                m.handling.clone_from(&handling);
+                m.language = "en".into();
+            }
+            ok(view)
+        }
+        other => Response::Error(ApiError::new(format!("unexpected {other:?}"), None)),
+    })
+}
+
+#[test]
+fn inquire_from_iodef_takes_in_every_sample_and_attaches_it_unchanged() {
+    let Some(dir) = fixtures() else { return };
+    let pocd = standard(true);
+    let samples = iodef_samples(&dir);
+    for file in &samples {
+        let out = pocd.poc(&[
+            "inquire",
+            "--to",
+            "FRA.cert",
+            "--from-iodef",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            text(&out.stderr)
+        );
+    }
+    let sent = pocd.sent();
+    assert_eq!(sent.len(), samples.len());
+    for (file, request) in samples.iter().zip(&sent) {
+        let original = std::fs::read(file).unwrap();
+        let expected = poc_interop::iodef::import(&original).unwrap();
+        let Body::Inquiry(inquiry) = &request.body else {
+            panic!("{}: not an inquiry", file.display())
+        };
+        // The library's per-file expectations are pinned in poc-interop's
+        // tests; here the CLI must carry them over intact.
+        assert_eq!(
+            inquiry.incident.indicators,
+            expected.inquiry.incident.indicators,
+            "{}",
+            file.display()
+        );
+        assert_eq!(inquiry.incident.summary, expected.inquiry.incident.summary);
+        assert_eq!(request.handling, expected.handling, "{}", file.display());
+        let attached: Vec<_> = inquiry
+            .attachments
+            .iter()
+            .filter(|a| matches!(a.content, poc_proto::message::AttachmentContent::Iodef(_)))
+            .collect();
+        assert_eq!(attached.len(), 1, "{}", file.display());
+        assert_eq!(attached[0].content.bytes(), original.as_slice());
+        assert_eq!(
+            attached[0].name,
+            file.file_name().unwrap().to_string_lossy()
+        );
+    }
+    // The DDoS sample names the attacking addresses: spot-check one.
+    let ddos = samples
+        .iter()
+        .position(|p| p.ends_with("GuidanceDraft_DDoS.xml"))
+        .unwrap();
+    let Body::Inquiry(inquiry) = &sent[ddos].body else {
+        unreachable!()
+    };
+    assert!(!inquiry.incident.indicators.is_empty());
+}
+
+#[test]
+fn inquire_from_iodef_refuses_what_is_not_iodef() {
+    let pocd = standard(true);
+    let not_iodef = pocd.dir().join("page.xml");
+    std::fs::write(&not_iodef, "<html><body>hello</body></html>").unwrap();
+    let out = pocd.poc(&[
+        "inquire",
+        "--to",
+        "FRA.cert",
+        "--from-iodef",
+        not_iodef.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("not an IODEF 2.0 document"), "{err}");
+    assert!(err.contains("<html>"), "{err}");
+    let laughs = pocd.dir().join("laughs.xml");
+    std::fs::write(
+        &laughs,
+        "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;\">]><IODEF-Document>&lol2;</IODEF-Document>",
+    )
+    .unwrap();
+    let out = pocd.poc(&[
+        "inquire",
+        "--to",
+        "FRA.cert",
+        "--from-iodef",
+        laughs.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("DOCTYPE"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(pocd.sent().is_empty(), "nothing may be sent");
+}
+
+const BUNDLE: &str = r#"{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": [
+  {"type": "marking-definition", "spec_version": "2.1", "id": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+   "created": "2022-10-01T00:00:00.000Z", "name": "TLP:AMBER",
+   "extensions": {"extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d": {"extension_type": "property-extension", "tlp_2_0": "amber"}}},
+  {"type": "indicator", "spec_version": "2.1", "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
+   "created": "2026-11-24T22:15:00.000Z", "modified": "2026-11-24T22:15:00.000Z",
+   "object_marking_refs": ["marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"],
+   "pattern": "[ipv4-addr:value = '192.0.2.17']", "pattern_type": "stix", "valid_from": "2026-11-24T22:15:00Z"}]}"#;
+
+#[test]
+fn attach_stix_checks_the_bundle_and_show_summarises_it() {
+    let pocd = standard(true);
+    let good = pocd.dir().join("bundle.json");
+    std::fs::write(&good, BUNDLE).unwrap();
+    let bad = pocd.dir().join("broken.json");
+    std::fs::write(
+        &bad,
+        r#"{"type": "bundle", "id": "bundle--5d0092c5-5f74-4287-9642-33f4c354e56d", "objects": [{"type": "indicator"}]}"#,
+    )
+    .unwrap();
+
+    let out = pocd.poc(&[
+        "inquire",
+        "--to",
+        "FRA.cert",
+        "--summary",
+        "C2 traffic",
+        "--attach-stix",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--attach-stix") && err.contains("object 0"),
+        "{err}"
+    );
+    assert!(pocd.sent().is_empty());
+
+    let out = pocd.poc(&[
+        "inquire",
+        "--to",
+        "FRA.cert",
+        "--summary",
+        "C2 traffic",
+        "--attach-stix",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let Body::Inquiry(inquiry) = &pocd.sent()[0].body else {
+        panic!("not an inquiry")
+    };
+    assert_eq!(
+        inquiry.attachments[0].content,
+        poc_proto::message::AttachmentContent::Stix(BUNDLE.as_bytes().to_vec())
+    );
+
+    // `poc show` on a thread carrying it: the label first, then the summary.
+    let shown = pocd_with_inquiry(Body::Inquiry(inquiry.clone()), "TLP:AMBER");
+    let out = shown.poc(&["show", &THREAD.to_string()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with("TLP:AMBER\n"), "{page}");
+    assert!(
+        page.contains("STIX 2.1 bundle--5d0092c5-5f74-4287-9642-33f4c354e56d: 1 indicator, 1 marking-definition"),
+        "{page}"
+    );
+    assert!(page.contains("marked TLP:AMBER"), "{page}");
+    assert!(
+        page.contains("indicator [ipv4-addr:value = '192.0.2.17']"),
+        "{page}"
+    );
+}
+
+#[test]
+fn export_iodef_of_every_imported_sample_validates_against_the_schema() {
+    let Some(dir) = fixtures() else { return };
+    if !poc_interop::schema::xmllint_available() {
+        println!("xmllint not found (apt-get install libxml2-utils); skipping schema validation");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let schema =
+        poc_interop::schema::write_offline(tmp.path(), &dir.join("iodef/iodef-2.0.xsd")).unwrap();
+    for file in iodef_samples(&dir) {
+        let imported = poc_interop::iodef::import(&std::fs::read(&file).unwrap()).unwrap();
+        let label = imported.handling.to_string();
+        let pocd = pocd_with_inquiry(Body::Inquiry(imported.inquiry), &label);
+        let out_file = tmp.path().join(file.file_name().unwrap());
+        let out = pocd.poc(&[
+            "export",
+            &THREAD.to_string(),
+            "--iodef",
+            "--out",
+            out_file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            file.display(),
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).starts_with(&label),
+            "the label comes first: {}",
+            text(&out.stderr)
+        );
+        if let Err(why) = poc_interop::schema::validate(&schema, &out_file) {
+            panic!("{why}");
+        }
+        // And what we wrote imports again with the same indicators.
+        let again = poc_interop::iodef::import(&std::fs::read(&out_file).unwrap()).unwrap();
+        let Body::Inquiry(original) = &pocd_body(&file) else {
+            unreachable!()
+        };
+        // Export groups indicators by IODEF element, so compare as sets.
+        let (again, original) = (
+            &again.inquiry.incident.indicators,
+            &original.incident.indicators,
+        );
+        assert_eq!(again.len(), original.len(), "{}", file.display());
+        for indicator in original {
+            assert!(
+                again.contains(indicator),
+                "{}: lost {indicator:?}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn pocd_body(file: &Path) -> Body {
+    Body::Inquiry(
+        poc_interop::iodef::import(&std::fs::read(file).unwrap())
+            .unwrap()
+            .inquiry,
+    )
+}
+
+#[test]
+fn export_stix_round_trips_the_threads_indicators() {
+    let mut inquiry = Inquiry::new_minimal(Text::new("C2 traffic"));
+    inquiry.incident.indicators = vec![
+        Indicator::Ip(IpAddress::V4([192, 0, 2, 17])),
+        Indicator::Domain("c2.example.net".into()),
+        Indicator::Url("http://c2.example.net/gate.php".into()),
+    ];
+    let pocd = pocd_with_inquiry(Body::Inquiry(inquiry.clone()), "TLP:AMBER+STRICT");
+    let out = pocd.poc(&["export", &THREAD.to_string()[..8], "--stix"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).starts_with("TLP:AMBER+STRICT\n"));
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    poc_interop::stix::validate_bundle(&out.stdout).unwrap();
+    assert_eq!(
+        poc_interop::stix::import_indicators(&bundle),
+        inquiry.incident.indicators
+    );
+    let summary = poc_interop::stix::validate_bundle(&out.stdout).unwrap();
+    assert_eq!(summary.tlp, vec![Tlp::AmberStrict]);
+
+    // Neither format, or both: a usage error.
+    let out = pocd.poc(&["export", &THREAD.to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+}

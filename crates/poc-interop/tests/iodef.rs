@@ -20,16 +20,9 @@ use poc_proto::time::Timestamp;
 /// The shared fixtures live outside this repository (CI checks out
 /// `../shared` beside the clone). `None`, with a message, when absent.
 fn fixtures_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "shared fixtures not found at {}; skipping (they are outside this repository)",
-            dir.display()
-        );
-        None
-    }
+    poc_interop::shared_fixtures_dir()
+        .map_err(|missing| println!("{missing}"))
+        .ok()
 }
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> Indicator {
@@ -285,93 +278,21 @@ fn fixture_fields_are_mapped() {
     );
 }
 
-/// Writes the schema beside stand-ins for the W3C/IANA schemas it imports
-/// over the network (xmldsig, xml.xsd, iodef-enum, iodef-sci), so xmllint
-/// can compile it offline. The stand-ins declare exactly the referenced
-/// components with their real types (DigestValue is base64Binary).
 fn offline_schema(dir: &Path, fixtures: &Path) -> PathBuf {
-    let xsd = std::fs::read_to_string(fixtures.join("iodef/iodef-2.0.xsd")).unwrap();
-    let xsd = xsd
-        .replace(
-            "http://www.w3.org/TR/2002/REC-xmldsig-core-20020212/xmldsig-core-schema.xsd",
-            "dsig.xsd",
-        )
-        .replace(
-            "http://www.iana.org/assignments/xml-registry/schema/iodef-enum-1.0.xsd",
-            "enum.xsd",
-        )
-        .replace(
-            "http://www.iana.org/assignments/xml-registry/schema/iodef-sci-1.0.xsd",
-            "sci.xsd",
-        )
-        .replace("http://www.w3c.org/2001/xml.xsd", "xml.xsd");
-    let schema = |ns: &str, body: &str| {
-        format!(
-            "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" targetNamespace=\"{ns}\" elementFormDefault=\"qualified\">{body}</xs:schema>"
-        )
-    };
-    let files = [
-        ("iodef-2.0.xsd", xsd),
-        (
-            "dsig.xsd",
-            schema(
-                "http://www.w3.org/2000/09/xmldsig#",
-                "<xs:element name=\"DigestMethod\"><xs:complexType><xs:sequence><xs:any minOccurs=\"0\" maxOccurs=\"unbounded\" processContents=\"lax\"/></xs:sequence><xs:attribute name=\"Algorithm\" type=\"xs:anyURI\" use=\"required\"/></xs:complexType></xs:element>\
-                 <xs:element name=\"DigestValue\" type=\"xs:base64Binary\"/>\
-                 <xs:element name=\"CanonicalizationMethod\" type=\"xs:anyType\"/>\
-                 <xs:element name=\"Signature\" type=\"xs:anyType\"/>\
-                 <xs:element name=\"X509Data\" type=\"xs:anyType\"/>",
-            ),
-        ),
-        (
-            "xml.xsd",
-            schema(
-                "http://www.w3.org/XML/1998/namespace",
-                "<xs:attribute name=\"lang\" type=\"xs:language\"/>",
-            ),
-        ),
-        (
-            "enum.xsd",
-            schema(
-                "urn:ietf:params:xml:ns:iodef-enum-1.0",
-                "<xs:element name=\"ReferenceName\" type=\"xs:anyType\"/>",
-            ),
-        ),
-        (
-            "sci.xsd",
-            schema(
-                "urn:ietf:params:xml:ns:iodef-sci-1.0",
-                "<xs:element name=\"AttackPattern\" type=\"xs:anyType\"/><xs:element name=\"Vulnerability\" type=\"xs:anyType\"/><xs:element name=\"Weakness\" type=\"xs:anyType\"/>",
-            ),
-        ),
-    ];
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    dir.join("iodef-2.0.xsd")
+    poc_interop::schema::write_offline(dir, &fixtures.join("iodef/iodef-2.0.xsd")).unwrap()
 }
 
 fn xmllint_available() -> bool {
-    std::process::Command::new("xmllint")
-        .arg("--version")
-        .output()
-        .is_ok()
+    poc_interop::schema::xmllint_available()
 }
 
 fn assert_valid(schema: &Path, file: &Path) {
-    let out = std::process::Command::new("xmllint")
-        .args(["--noout", "--nonet", "--schema"])
-        .arg(schema)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{} does not validate:\n{}\n{}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(file).unwrap()
-    );
+    if let Err(why) = poc_interop::schema::validate(schema, file) {
+        panic!(
+            "{why}\n{}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,92 @@
+//! Issue 7 between real nodes: every shared IODEF sample, imported into an
+//! inquiry, travels from one pocd to another with the original document
+//! attached byte for byte, and the receiver's view of the inquiry carries the
+//! same indicators.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::{Cluster, eventually};
+use poc_control::{Request, SendAccepted, SendRequest, ThreadView};
+use poc_proto::message::{AttachmentContent, Language};
+use poc_proto::{Body, PocId, Role};
+
+#[test]
+fn imported_iodef_inquiries_arrive_with_the_original_attached_byte_for_byte() {
+    let Some(fixtures) = poc_interop::shared_fixtures_dir()
+        .map_err(|missing| println!("{missing}"))
+        .ok()
+    else {
+        return;
+    };
+    let mut samples: Vec<_> = std::fs::read_dir(fixtures.join("iodef"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "xml"))
+        .collect();
+    samples.sort();
+    assert!(
+        samples.len() >= 7,
+        "expected the seven shared IODEF samples"
+    );
+
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let est = cluster.start("EST.cert");
+    let fra = cluster.start("FRA.cert");
+
+    for file in &samples {
+        let original = std::fs::read(file).unwrap();
+        let imported = poc_interop::iodef::import(&original).unwrap();
+        let sent: SendAccepted = est.call(&Request::Send(Box::new(SendRequest {
+            to: PocId::new("FRA.cert").unwrap(),
+            thread: None,
+            in_reply_to: None,
+            language: Language::English,
+            handling: imported.handling,
+            exercise: None,
+            body: Body::Inquiry(imported.inquiry.clone()),
+        })));
+        let at_fra: ThreadView = eventually("the imported inquiry at FRA", || {
+            fra.client()
+                .call::<ThreadView>(&Request::Thread {
+                    thread: sent.thread_id,
+                })
+                .ok()
+        });
+        let received = &at_fra.messages[0];
+        assert_eq!(received.direction, "received");
+        assert_eq!(received.handling, imported.handling.to_string());
+        let Body::Inquiry(inquiry) = &received.body else {
+            panic!("{}: FRA did not record an inquiry", file.display())
+        };
+        assert_eq!(
+            inquiry.incident.indicators,
+            imported.inquiry.incident.indicators,
+            "{}",
+            file.display()
+        );
+        let documents: Vec<&[u8]> = inquiry
+            .attachments
+            .iter()
+            .filter_map(|a| match &a.content {
+                AttachmentContent::Iodef(bytes) => Some(bytes.as_slice()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            documents,
+            vec![original.as_slice()],
+            "{}: the attached document must arrive unchanged",
+            file.display()
+        );
+    }
+}
