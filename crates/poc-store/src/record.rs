@@ -464,7 +464,7 @@ pub fn entry_hash(prev_hash: &[u8; 32], seq: u64, body_hash: &[u8; 32]) -> [u8; 
 // ---------------------------------------------------------------------------
 // Queries
 
-const COLUMNS: &str = "seq, at, event, peer, message_id, thread_id, kind, exercise, \
+pub(crate) const COLUMNS: &str = "seq, at, event, peer, message_id, thread_id, kind, exercise, \
      envelope, content, signature, detail, purged_by, payload_hash, body_hash, prev_hash, entry_hash";
 
 impl Reader<'_> {
