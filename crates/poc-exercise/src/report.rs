@@ -441,8 +441,11 @@ fn md_table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// The sections as (heading, headers, rows), shared by Markdown and HTML.
-fn sections(r: &Report) -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<String>>)> {
+/// One table of the report: heading, column headers, rows.
+type Section = (&'static str, Vec<&'static str>, Vec<Vec<String>>);
+
+/// The sections, shared by Markdown and HTML.
+fn sections(r: &Report) -> Vec<Section> {
     let groups = |g: &[GroupSummary]| -> Vec<Vec<String>> {
         g.iter()
             .map(|g| {
@@ -588,7 +591,8 @@ fn headline(r: &Report) -> String {
 pub fn markdown(r: &Report) -> String {
     let e = &r.exercise;
     let mut out = String::new();
-    let _ = writeln!(out, "**{}**\n", banner(&e.id));
+    // A plain line: `*** ` followed by a space is not emphasis in Markdown.
+    let _ = writeln!(out, "{}\n", banner(&e.id));
     let _ = writeln!(out, "# After-action report: {} ({})\n", e.title, e.id);
     if let Some(d) = &e.description {
         let _ = writeln!(out, "{d}\n");
@@ -607,7 +611,7 @@ pub fn markdown(r: &Report) -> String {
         md_table(&mut out, &headers, &rows);
         out.push('\n');
     }
-    let _ = writeln!(out, "**{}**", banner(&e.id));
+    let _ = writeln!(out, "{}", banner(&e.id));
     out
 }
 

@@ -299,7 +299,8 @@ impl RunLog {
                     InjectMode::Instruct => InjectOutcome::Instructed,
                 };
                 let at_ms = match record.mode {
-                    InjectMode::Send => Some(record.at_ms),
+                    // A send that reached no one did not happen.
+                    InjectMode::Send => (!messages.is_empty()).then_some(record.at_ms),
                     InjectMode::Instruct => messages
                         .iter()
                         .filter_map(|(_, id, _)| self.message(id))
