@@ -369,3 +369,28 @@ fn status_text(r: &report::Report, stale: bool) -> String {
     let _ = writeln!(out, "\n{} exercise message(s) seen.", r.timeline.len());
     out
 }
+
+/// Marks every line of a `status` or `outbox` view that names an exercise
+/// thread with the EXERCISE banner (those views list threads by id only).
+pub(crate) fn mark_exercise_lines(daemon: &mut Daemon, text: String) -> String {
+    let Ok(threads) = daemon.typed::<Vec<poc_control::ThreadSummary>>(&Request::Inbox) else {
+        return text;
+    };
+    let exercises: Vec<(String, String)> = threads
+        .into_iter()
+        .filter_map(|t| t.exercise.map(|e| (t.thread_id.to_string(), e)))
+        .collect();
+    if exercises.is_empty() {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(line);
+        if let Some((_, exercise)) = exercises.iter().find(|(id, _)| line.contains(id.as_str())) {
+            out.push_str("  ");
+            out.push_str(&render::banner(exercise));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -557,6 +557,10 @@ impl Controller<'_> {
                 continue;
             };
             match who.player {
+                // A node sends its receipts itself, whoever plays it.
+                Player::Human if exp.kind == ExpectKind::Receipt => {
+                    self.acted.insert(exp.id.clone());
+                }
                 Player::Human => {
                     self.acted.insert(exp.id.clone());
                     let deadline = self.log.scenario_seconds(anchor) + exp.within;

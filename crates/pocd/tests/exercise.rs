@@ -328,6 +328,18 @@ fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
         exercise_line.contains("*** EXERCISE DRILL-TECH-1"),
         "{exercise_line}"
     );
+    // `poc outbox` lists threads by id: exercise lines carry the banner,
+    // the real one does not.
+    let outbox = text(&poc(&["--socket", est.socket.to_str().unwrap(), "outbox"]).stdout);
+    for line in outbox.lines().skip(1) {
+        let is_exercise = line.contains(&inquiry_line.thread);
+        assert_eq!(
+            line.contains("*** EXERCISE DRILL-TECH-1"),
+            is_exercise,
+            "{outbox}"
+        );
+    }
+    assert!(outbox.contains(&real.thread_id.to_string()), "{outbox}");
 }
 
 #[test]
@@ -660,4 +672,137 @@ fn an_exercise_is_purged_after_the_debrief_and_the_record_still_verifies() {
     );
     // FRA's record still has it until FRA purges too.
     assert_eq!(thread(&fra, drill.thread_id).messages.len(), 2);
+}
+
+#[test]
+fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
+    let cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    );
+    let _est = cluster.start("EST.cert");
+    let fra = cluster.start("FRA.cert");
+    // The shipped technical inquiry with B's CERT played by a person (this
+    // test, through the real `poc` CLI).
+    let shipped_text = std::fs::read_to_string(shipped("technical-inquiry.toml")).unwrap();
+    let human = shipped_text
+        .replace(
+            "player = \"automated\"\ndelay = \"20m\"",
+            "player = \"human\"",
+        )
+        .replace(
+            "attachments = [\"attachments/",
+            &format!(
+                "attachments = [\"{}/",
+                shipped("attachments/GuidanceDraft_DDoS.xml")
+                    .parent()
+                    .unwrap()
+                    .display()
+            ),
+        );
+    assert!(human.contains("player = \"human\""));
+    let file = cluster.root.path().join("human.toml");
+    std::fs::write(&file, human).unwrap();
+    let state = cluster.root.path().join("exercise-state.json");
+    let mut controller = std::process::Command::new(exercise_support::poc_binary())
+        .args([
+            "exercise",
+            "run",
+            file.to_str().unwrap(),
+            "--nodes-dir",
+            cluster.root.path().to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+            "--time-scale",
+            "300",
+            "--until-complete",
+            "--tick-ms",
+            "100",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // The inquiry arrives at FRA; the player answers with the CLI.
+    let socket = fra.socket.to_str().unwrap().to_owned();
+    let drill = eventually("the exercise inquiry at FRA", || {
+        let threads: Vec<ThreadSummary> = fra.call(&Request::Inbox);
+        threads
+            .into_iter()
+            .find(|t| t.exercise.as_deref() == Some("DRILL-TECH-1"))
+    });
+    // Live status while the exercise runs.
+    let status = eventually("a live status", || {
+        let out = poc(&["exercise", "status", "--state", state.to_str().unwrap()]);
+        let s = text(&out.stdout);
+        (s.contains("running") && s.contains("SENT")).then_some(s)
+    });
+    assert!(
+        status.contains("*** EXERCISE DRILL-TECH-1 — NOT A REAL INCIDENT ***"),
+        "{status}"
+    );
+    let thread_hex = drill.thread_id.to_string();
+    let out = poc(&[
+        "--socket",
+        &socket,
+        "respond",
+        &thread_hex,
+        "--will-follow-up",
+        "--eta",
+        "1h",
+        "--note",
+        "Looking",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("EXERCISE DRILL-TECH-1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = poc(&[
+        "--socket",
+        &socket,
+        "follow-up",
+        &thread_hex,
+        "--text",
+        "Resolvers notified",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let output = controller.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // The controller told the human player what was expected of them.
+    assert!(
+        stdout.contains(
+            "ACTION ETA for fra-cert (FRA.cert, FRA technical, human player): send a response-eta"
+        ),
+        "{stdout}"
+    );
+    let report: Report = serde_json::from_slice(
+        &poc(&[
+            "exercise",
+            "report",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    for id in ["RECEIPT", "ETA", "RESULT", "CLOSE"] {
+        assert_eq!(expectation(&report, id).outcome, "met", "{id}: {stdout}");
+    }
+    // What the player sent through `poc` carries the marker on FRA's node.
+    let view = thread(&fra, drill.thread_id);
+    assert!(
+        view.messages
+            .iter()
+            .all(|m| m.exercise.as_deref() == Some("DRILL-TECH-1"))
+    );
+    let show = text(&poc(&["--socket", &socket, "show", &thread_hex]).stdout);
+    assert!(
+        show.starts_with("*** EXERCISE DRILL-TECH-1 — NOT A REAL INCIDENT ***"),
+        "{show}"
+    );
 }
