@@ -211,3 +211,16 @@ fn offsets_parse_and_print() {
     assert_eq!(format_offset(45), "T+45s");
     assert_eq!(format_offset(0), "T+0m");
 }
+
+#[test]
+fn the_commented_example_in_the_readme_is_a_valid_scenario() {
+    let dir = exercises_dir();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let start = readme.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let scenario = Scenario::from_toml(&readme[start..end], &dir)
+        .unwrap_or_else(|e| panic!("the README example: {e}"));
+    assert_eq!(scenario.id, "CYBEX-2026-1");
+    assert_eq!(scenario.time_scale, 60);
+    assert!(scenario.attachment_files()[0].1.is_file());
+}
