@@ -704,7 +704,7 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
     let file = cluster.root.path().join("human.toml");
     std::fs::write(&file, human).unwrap();
     let state = cluster.root.path().join("exercise-state.json");
-    let mut controller = std::process::Command::new(exercise_support::poc_binary())
+    let controller = std::process::Command::new(exercise_support::poc_binary())
         .args([
             "exercise",
             "run",
