@@ -292,3 +292,45 @@ fn the_state_file_round_trips() {
     let back: RunLog = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, log);
 }
+
+#[test]
+fn an_instructed_inject_counts_once_the_player_sends_it() {
+    let text = SCENARIO.replace("DRILL-<b>", "DRILL-B").replace(
+        "kind = \"inquiry\"\nsummary",
+        "kind = \"inquiry\"\nmode = \"instruct\"\nsummary",
+    );
+    let scenario = Scenario::from_toml(&text, Path::new(".")).unwrap();
+    assert_eq!(scenario.injects[0].mode, InjectMode::Instruct);
+    let mut log = RunLog::new(scenario, T0);
+    log.injects.push(InjectRecord {
+        inject: "INQ".into(),
+        at_ms: T0,
+        mode: InjectMode::Instruct,
+        sends: vec![InjectSend {
+            to: "b".into(),
+            message_id: None,
+            thread_id: None,
+            error: None,
+        }],
+    });
+    // Told, not yet done: what follows it waits.
+    let eval = log.evaluate(T0 + 1000);
+    assert_eq!(
+        eval.injects[0].outcome,
+        poc_exercise::run::InjectOutcome::Instructed
+    );
+    assert_eq!(eval.expectations[0].outcome, Outcome::Waiting);
+    // The player sends it 10 scenario minutes later; the receipt follows.
+    log.observe(message(1, "inquiry", None, "EST.cert", "FRA.cert", 600));
+    log.observe(message(2, "receipt", None, "FRA.cert", "EST.cert", 660));
+    let eval = log.evaluate(T0 + 20 * 1000);
+    assert_eq!(
+        eval.injects[0].outcome,
+        poc_exercise::run::InjectOutcome::Performed
+    );
+    assert_eq!(eval.injects[0].messages[0].1, MessageId([1; 16]));
+    assert_eq!(eval.expectations[0].outcome, Outcome::Met);
+    let r = report::build(&log, T0 + 20 * 1000);
+    assert_eq!(r.injects[0].actual_s, Some(600));
+    assert_eq!(r.injects[0].outcome, "performed");
+}

@@ -482,15 +482,7 @@ impl Node {
                         detail: Some(format!("from {}: {conflict}", header.sender)),
                         ..NewEntry::new(received_at, RecordEvent::Rejected)
                     };
-                    if let Err(e) = self
-                        .db
-                        .run(move |tx| tx.record_append(entry).map(|_| ()))
-                        .await
-                    {
-                        tracing::error!(error = %e, "could not record a rejection");
-                        return rejected(RejectCode::Internal);
-                    }
-                    return rejected(RejectCode::ExerciseMismatch);
+                    return self.refuse(entry, RejectCode::ExerciseMismatch).await;
                 }
                 self.record_received(peer, envelope, opened, received_at)
                     .await
@@ -499,17 +491,23 @@ impl Node {
                 tracing::info!(peer = %peer, error = %err, "envelope rejected");
                 let code = err.code();
                 let entry = rejected_entry(peer, &err, envelope, received_at);
-                if let Err(e) = self
-                    .db
-                    .run(move |tx| tx.record_append(entry).map(|_| ()))
-                    .await
-                {
-                    tracing::error!(error = %e, "could not record a rejection");
-                    return rejected(RejectCode::Internal);
-                }
-                rejected(code)
+                self.refuse(entry, code).await
             }
         }
+    }
+
+    /// Records a refused envelope, then answers with its code (or asks for a
+    /// retry if it could not be recorded).
+    async fn refuse(&self, entry: NewEntry, code: RejectCode) -> Vec<u8> {
+        if let Err(e) = self
+            .db
+            .run(move |tx| tx.record_append(entry).map(|_| ()))
+            .await
+        {
+            tracing::error!(error = %e, "could not record a rejection");
+            return rejected(RejectCode::Internal);
+        }
+        rejected(code)
     }
 
     async fn record_received(

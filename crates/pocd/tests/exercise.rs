@@ -22,7 +22,7 @@ mod exercise_support;
 use std::path::Path;
 
 use common::{Cluster, Daemon, eventually, now};
-use exercise_support::{add_manager_node, poc, shipped, text};
+use exercise_support::{add_manager_node, poc, shipped, text, variant};
 use poc_control::{
     ApiError, ClientError, PurgeView, RecordEntryView, RecordVerifyView, Request, SendAccepted,
     SendRequest, ThreadSummary, ThreadView,
@@ -65,6 +65,14 @@ fn run_exercise(cluster: &Cluster, scenario: &Path, scale: &str) -> (Report, Str
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     (report, stdout)
+}
+
+/// EST.cert and FRA.cert, technical PoCs of two States.
+fn two_cert_cluster() -> Cluster {
+    Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
+        &[],
+    )
 }
 
 fn expectation<'a>(report: &'a Report, id: &str) -> &'a poc_exercise::report::ExpectLine {
@@ -188,10 +196,7 @@ fn the_connectivity_drill_runs_end_to_end() {
 
 #[test]
 fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
-    let cluster = Cluster::new(
-        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
-        &[],
-    );
+    let cluster = two_cert_cluster();
     let est = cluster.start("EST.cert");
     let fra = cluster.start("FRA.cert");
     let scenario = shipped("technical-inquiry.toml");
@@ -344,30 +349,20 @@ fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
 
 #[test]
 fn a_deliberately_late_participant_shows_late_in_the_report() {
-    let cluster = Cluster::new(
-        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
-        &[],
-    );
+    let cluster = two_cert_cluster();
     let _est = cluster.start("EST.cert");
     let _fra = cluster.start("FRA.cert");
     // The shipped scenario, with B's CERT taking 2h15m per step: its ETA
-    // (due within 2h) and result (due 1h after the ETA) come late.
-    let shipped_text = std::fs::read_to_string(shipped("technical-inquiry.toml")).unwrap();
-    assert!(shipped_text.contains("delay = \"20m\""));
-    let late = shipped_text
-        .replace("delay = \"20m\"", "delay = \"2h15m\"")
-        .replace(
-            "attachments = [\"attachments/",
-            &format!(
-                "attachments = [\"{}/",
-                shipped("attachments/GuidanceDraft_DDoS.xml")
-                    .parent()
-                    .unwrap()
-                    .display()
-            ),
-        );
-    let file = cluster.root.path().join("late.toml");
-    std::fs::write(&file, late).unwrap();
+    // (due within 2h) and result (due 1h after the ETA) come late. Run at
+    // 600x, so the receipt's deadline is doubled to stay a few real seconds.
+    let file = variant(
+        cluster.root.path(),
+        "technical-inquiry.toml",
+        &[
+            ("delay = \"20m\"", "delay = \"2h15m\""),
+            ("within = \"15m\"", "within = \"30m\""),
+        ],
+    );
     let (report, stdout) = run_exercise(&cluster, &file, "600");
     assert_eq!(expectation(&report, "RECEIPT").outcome, "met", "{stdout}");
     for id in ["ETA", "RESULT"] {
@@ -489,10 +484,7 @@ fn answer(text: &str) -> Body {
 
 #[test]
 fn exercise_and_real_threads_never_mix() {
-    let cluster = Cluster::new(
-        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
-        &[],
-    );
+    let cluster = two_cert_cluster();
     let est = cluster.start("EST.cert");
     let fra = cluster.start("FRA.cert");
     let drill = send_raw(
@@ -602,10 +594,7 @@ fn exercise_and_real_threads_never_mix() {
 
 #[test]
 fn an_exercise_is_purged_after_the_debrief_and_the_record_still_verifies() {
-    let cluster = Cluster::new(
-        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
-        &[],
-    );
+    let cluster = two_cert_cluster();
     let est = cluster.start("EST.cert");
     let fra = cluster.start("FRA.cert");
     let secret = "EXERCISE-CANARY-7f3a";
@@ -676,33 +665,19 @@ fn an_exercise_is_purged_after_the_debrief_and_the_record_still_verifies() {
 
 #[test]
 fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
-    let cluster = Cluster::new(
-        &[("EST.cert", Role::Technical), ("FRA.cert", Role::Technical)],
-        &[],
-    );
+    let cluster = two_cert_cluster();
     let _est = cluster.start("EST.cert");
     let fra = cluster.start("FRA.cert");
     // The shipped technical inquiry with B's CERT played by a person (this
     // test, through the real `poc` CLI).
-    let shipped_text = std::fs::read_to_string(shipped("technical-inquiry.toml")).unwrap();
-    let human = shipped_text
-        .replace(
+    let file = variant(
+        cluster.root.path(),
+        "technical-inquiry.toml",
+        &[(
             "player = \"automated\"\ndelay = \"20m\"",
             "player = \"human\"",
-        )
-        .replace(
-            "attachments = [\"attachments/",
-            &format!(
-                "attachments = [\"{}/",
-                shipped("attachments/GuidanceDraft_DDoS.xml")
-                    .parent()
-                    .unwrap()
-                    .display()
-            ),
-        );
-    assert!(human.contains("player = \"human\""));
-    let file = cluster.root.path().join("human.toml");
-    std::fs::write(&file, human).unwrap();
+        )],
+    );
     let state = cluster.root.path().join("exercise-state.json");
     let controller = std::process::Command::new(exercise_support::poc_binary())
         .args([

@@ -167,3 +167,22 @@ pub fn shipped(name: &str) -> PathBuf {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// Writes a variant of a shipped scenario into `dir` with `changes`
+/// (each `from` must occur), attachments still found beside the original.
+pub fn variant(dir: &Path, shipped_name: &str, changes: &[(&str, &str)]) -> PathBuf {
+    let original = shipped(shipped_name);
+    let mut text = std::fs::read_to_string(&original).unwrap();
+    for (from, to) in changes {
+        assert!(text.contains(from), "{shipped_name} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let attachments = original.parent().unwrap().join("attachments/");
+    let text = text.replace(
+        "attachments = [\"attachments/",
+        &format!("attachments = [\"{}", attachments.display()),
+    );
+    let file = dir.join(format!("variant-{shipped_name}"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
