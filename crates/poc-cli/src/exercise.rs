@@ -39,6 +39,9 @@ pub(crate) enum ExerciseCommand {
         /// Print the report data as JSON.
         #[arg(long)]
         json: bool,
+        /// Print the status again every SECONDS until the exercise ends.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
     },
     /// The after-action report.
     Report {
@@ -107,19 +110,25 @@ pub(crate) fn run(connection: &Connection, command: ExerciseCommand) -> anyhow::
             Ok(0)
         }
         ExerciseCommand::Run(args) => run_scenario(args),
-        ExerciseCommand::Status { state, json } => {
+        ExerciseCommand::Status { state, json, watch } => loop {
             let log = controller::read_state(&state)
                 .map_err(|e| fail(e, "give the state file of `poc exercise run` with --state"))?;
             let now = controller::now_ms();
             let report = report::build(&log, now);
+            let stale = log.ended_ms.is_none() && now.saturating_sub(log.updated_ms) > 10_000;
             if json {
                 emit(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
-                let stale = log.ended_ms.is_none() && now.saturating_sub(log.updated_ms) > 10_000;
                 emit(&status_text(&report, stale))?;
             }
-            Ok(0)
-        }
+            match watch {
+                Some(seconds) if log.ended_ms.is_none() && !stale => {
+                    std::thread::sleep(Duration::from_secs(seconds.clamp(1, 3600)));
+                    emit("\n")?;
+                }
+                _ => return Ok(0),
+            }
+        },
         ExerciseCommand::Report {
             state,
             format,

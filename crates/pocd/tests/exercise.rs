@@ -31,10 +31,12 @@ use poc_exercise::Report;
 use poc_proto::message::*;
 use poc_proto::{Body, PocId, Role, ThreadId};
 
-/// Runs a scenario file with `poc exercise run` and returns the JSON report.
-fn run_exercise(cluster: &Cluster, scenario: &Path, scale: &str) -> (Report, String) {
+/// `poc exercise run SCENARIO` over the cluster's nodes, compressed by
+/// `scale`, ending when complete; its state in the cluster's directory.
+fn exercise_run(cluster: &Cluster, scenario: &Path, scale: &str) -> std::process::Command {
     let state = cluster.root.path().join("exercise-state.json");
-    let out = poc(&[
+    let mut command = std::process::Command::new(exercise_support::poc_binary());
+    command.env_remove("POC_SOCKET").args([
         "exercise",
         "run",
         scenario.to_str().unwrap(),
@@ -48,6 +50,13 @@ fn run_exercise(cluster: &Cluster, scenario: &Path, scale: &str) -> (Report, Str
         "--tick-ms",
         "100",
     ]);
+    command
+}
+
+/// Runs a scenario file with `poc exercise run` and returns the JSON report.
+fn run_exercise(cluster: &Cluster, scenario: &Path, scale: &str) -> (Report, String) {
+    let state = cluster.root.path().join("exercise-state.json");
+    let out = exercise_run(cluster, scenario, scale).output().unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -679,21 +688,7 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
         )],
     );
     let state = cluster.root.path().join("exercise-state.json");
-    let controller = std::process::Command::new(exercise_support::poc_binary())
-        .args([
-            "exercise",
-            "run",
-            file.to_str().unwrap(),
-            "--nodes-dir",
-            cluster.root.path().to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--time-scale",
-            "300",
-            "--until-complete",
-            "--tick-ms",
-            "100",
-        ])
+    let controller = exercise_run(&cluster, &file, "300")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -716,6 +711,19 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
         status.contains("*** EXERCISE DRILL-TECH-1 — NOT A REAL INCIDENT ***"),
         "{status}"
     );
+    // A watcher follows it to the end on its own.
+    let watcher = std::process::Command::new(exercise_support::poc_binary())
+        .args([
+            "exercise",
+            "status",
+            "--watch",
+            "1",
+            "--state",
+            state.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let thread_hex = drill.thread_id.to_string();
     let out = poc(&[
         "--socket",
@@ -747,6 +755,15 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
     let output = controller.wait_with_output().unwrap();
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{stdout}");
+    let watched = watcher.wait_with_output().unwrap();
+    let watched = text(&watched.stdout);
+    let running = watched
+        .find(": running, at")
+        .unwrap_or_else(|| panic!("{watched}"));
+    let finished = watched
+        .find(": finished, at")
+        .unwrap_or_else(|| panic!("{watched}"));
+    assert!(running < finished, "{watched}");
     // The controller told the human player what was expected of them.
     assert!(
         stdout.contains(
