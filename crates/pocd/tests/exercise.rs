@@ -204,6 +204,62 @@ fn the_connectivity_drill_runs_end_to_end() {
 }
 
 #[test]
+fn a_node_that_does_not_answer_pings_itself_is_answered_by_its_scripted_player() {
+    let mut cluster = Cluster::new(
+        &[("EST.cert", Role::Technical), ("FRA.mfa", Role::Diplomatic)],
+        &[],
+    );
+    add_manager_node(&mut cluster, "UNODA.ping");
+    // FRA.mfa's operator acknowledges pings by hand: its node does not.
+    let config = cluster.poc("FRA.mfa").config();
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.push_str("\n[pings]\nauto_reply = false\n");
+    std::fs::write(&config, text_config).unwrap();
+    let ids = ["UNODA.ping", "EST.cert", "FRA.mfa"];
+    let daemons: Vec<Daemon> = ids.iter().map(|id| cluster.start(id)).collect();
+    // The drill for these two PoCs; FRA.mfa's player takes 10 hours.
+    let file = variant(
+        cluster.root.path(),
+        "connectivity-drill.toml",
+        &[
+            (
+                "to = [\"est-cert\", \"est-mfa\", \"fra-cert\", \"fra-mfa\"]",
+                "to = [\"est-cert\", \"fra-mfa\"]",
+            ),
+            (
+                "poc = \"FRA.mfa\"\nrole = \"diplomatic\"\nplayer = \"automated\"",
+                "poc = \"FRA.mfa\"\nrole = \"diplomatic\"\nplayer = \"automated\"\ndelay = \"10h\"",
+            ),
+        ],
+    );
+    // Drop the participants and expectations that are not in this cluster.
+    let text_scenario = std::fs::read_to_string(&file).unwrap();
+    let kept: Vec<&str> = text_scenario
+        .split("\n[[")
+        .filter(|block| !block.contains("\"est-mfa\"") && !block.contains("\"fra-cert\""))
+        .collect();
+    std::fs::write(&file, kept.join("\n[[")).unwrap();
+
+    let (report, stdout) = run_exercise(&cluster, &file, "3600");
+    let est = expectation(&report, "ACK-EST-CERT");
+    let fra = expectation(&report, "ACK-FRA-MFA");
+    assert_eq!(
+        (est.outcome.as_str(), fra.outcome.as_str()),
+        ("met", "met"),
+        "{stdout}"
+    );
+    // EST's node answered at once; FRA's player after its 10 hours.
+    assert!(est.response_s.unwrap() < 3 * 3600, "{est:?}");
+    assert!(fra.response_s.unwrap() >= 10 * 3600, "{fra:?}");
+    assert!(
+        stdout.contains("ACK-FRA-MFA for fra-mfa (automated) sends a ping-reply"),
+        "{stdout}"
+    );
+    let pairs: Vec<(&str, &Daemon)> = ids.iter().copied().zip(&daemons).collect();
+    timeline_matches_the_nodes(&report, &pairs);
+}
+
+#[test]
 fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
     let cluster = two_cert_cluster();
     let est = cluster.start("EST.cert");
