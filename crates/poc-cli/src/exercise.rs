@@ -196,12 +196,28 @@ fn load(file: &Path) -> anyhow::Result<Scenario> {
         )
     })?;
     let base = file.parent().unwrap_or(Path::new("."));
-    Scenario::from_toml(&text, base).map_err(|e| {
+    let scenario = Scenario::from_toml(&text, base).map_err(|e| {
         usage(
             format!("{}: {e}", file.display()),
             "see deploy/exercises/README.md for the scenario format",
         )
-    })
+    })?;
+    for (field, path) in scenario.attachment_files() {
+        if !path.is_file() {
+            return Err(usage(
+                format!("{}: {field}: no file at {}", file.display(), path.display()),
+                "attachment paths are relative to the scenario file's directory",
+            ));
+        }
+    }
+    Ok(scenario)
+}
+
+fn player_name(player: poc_exercise::scenario::Player) -> &'static str {
+    match player {
+        poc_exercise::scenario::Player::Human => "human",
+        poc_exercise::scenario::Player::Automated => "automated",
+    }
 }
 
 fn describe(s: &Scenario) -> String {
@@ -217,12 +233,12 @@ fn describe(s: &Scenario) -> String {
     for p in &s.participants {
         let _ = writeln!(
             out,
-            "  participant {}: {} ({} {}, {:?}{})",
+            "  participant {}: {} ({} {}, {}{})",
             p.name,
             p.poc,
             p.state,
             p.role,
-            p.player,
+            player_name(p.player),
             if p.delay > 0 {
                 format!(", acts after {}", format_span(p.delay))
             } else {
@@ -233,13 +249,16 @@ fn describe(s: &Scenario) -> String {
     for i in &s.injects {
         let _ = writeln!(
             out,
-            "  {} {}: {} {} -> {} ({:?})",
+            "  {} {}: {} {} -> {}{}",
             format_offset(i.at),
             i.id,
             i.kind.name(),
             i.from,
             i.to.join(", "),
-            i.mode
+            match i.mode {
+                poc_exercise::scenario::InjectMode::Send => "",
+                poc_exercise::scenario::InjectMode::Instruct => " (the player is told to send it)",
+            }
         );
     }
     for e in &s.expectations {
