@@ -32,8 +32,14 @@ use poc_proto::message::*;
 use poc_proto::{Body, PocId, Role, ThreadId};
 
 /// `poc exercise run SCENARIO` over the cluster's nodes, compressed by
-/// `scale`, ending when complete; its state in the cluster's directory.
-fn exercise_run(cluster: &Cluster, scenario: &Path, scale: &str) -> std::process::Command {
+/// `scale`, ending when complete (or at the scenario's end time); its state
+/// in the cluster's directory.
+fn exercise_run(
+    cluster: &Cluster,
+    scenario: &Path,
+    scale: &str,
+    until_complete: bool,
+) -> std::process::Command {
     let state = cluster.root.path().join("exercise-state.json");
     let mut command = std::process::Command::new(exercise_support::poc_binary());
     command.env_remove("POC_SOCKET").args([
@@ -46,17 +52,21 @@ fn exercise_run(cluster: &Cluster, scenario: &Path, scale: &str) -> std::process
         state.to_str().unwrap(),
         "--time-scale",
         scale,
-        "--until-complete",
         "--tick-ms",
         "100",
     ]);
+    if until_complete {
+        command.arg("--until-complete");
+    }
     command
 }
 
 /// Runs a scenario file with `poc exercise run` and returns the JSON report.
 fn run_exercise(cluster: &Cluster, scenario: &Path, scale: &str) -> (Report, String) {
     let state = cluster.root.path().join("exercise-state.json");
-    let out = exercise_run(cluster, scenario, scale).output().unwrap();
+    let out = exercise_run(cluster, scenario, scale, true)
+        .output()
+        .unwrap();
     let stdout = text(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -443,6 +453,58 @@ fn a_deliberately_late_participant_shows_late_in_the_report() {
     assert!(md.contains("| LATE |"), "{md}");
 }
 
+#[test]
+fn an_exercise_ends_at_its_end_time_and_what_nobody_did_is_missed() {
+    let cluster = two_cert_cluster();
+    let _est = cluster.start("EST.cert");
+    let _fra = cluster.start("FRA.cert");
+    // B's CERT is a human player who never acts; the exercise lasts 1 hour.
+    let file = variant(
+        cluster.root.path(),
+        "technical-inquiry.toml",
+        &[
+            (
+                "player = \"automated\"\ndelay = \"20m\"",
+                "player = \"human\"",
+            ),
+            ("duration = \"6h\"", "duration = \"1h\""),
+            ("within = \"15m\"", "within = \"30m\""),
+        ],
+    );
+    let state = cluster.root.path().join("exercise-state.json");
+    let started = std::time::Instant::now();
+    // Without --until-complete: the run goes to its end time (6 s at 600x).
+    let out = exercise_run(&cluster, &file, "600", false)
+        .output()
+        .unwrap();
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "ended early"
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("ACTION ETA for fra-cert"), "{stdout}");
+    assert!(stdout.contains("exercise ended at T+1h"), "{stdout}");
+    let report: Report = serde_json::from_slice(
+        &poc(&[
+            "exercise",
+            "report",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+        ])
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(report.exercise.status, "finished");
+    assert_eq!(expectation(&report, "RECEIPT").outcome, "met");
+    assert_eq!(expectation(&report, "ETA").outcome, "missed");
+    for id in ["RESULT", "CLOSE"] {
+        assert_eq!(expectation(&report, id).outcome, "not reached", "{id}");
+    }
+    assert_eq!((report.totals.met, report.totals.missed), (1, 3));
+}
+
 fn report_markdown(cluster: &Cluster) -> String {
     let state = cluster.root.path().join("exercise-state.json");
     text(&poc(&["exercise", "report", "--state", state.to_str().unwrap()]).stdout)
@@ -744,7 +806,7 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
         )],
     );
     let state = cluster.root.path().join("exercise-state.json");
-    let controller = exercise_run(&cluster, &file, "300")
+    let controller = exercise_run(&cluster, &file, "300", true)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
