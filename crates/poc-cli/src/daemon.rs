@@ -575,6 +575,10 @@ pub(crate) fn read(connection: &Connection, what: Read, json: bool) -> anyhow::R
         Read::Outbox => render::outbox(&decode::<Vec<OutboxView>>(value)?),
         Read::Directory => render::directory(&decode::<Vec<DirectoryPoc>>(value)?),
     };
+    let text = match what {
+        Read::Status | Read::Outbox => crate::exercise::mark_exercise_lines(&mut daemon, text),
+        _ => text,
+    };
     emit(&text)?;
     Ok(0)
 }

@@ -21,6 +21,7 @@ use poc_proto::{PocId, Role};
 mod ceremony;
 mod compose;
 mod daemon;
+mod exercise;
 mod fail;
 mod interop;
 mod parse;
@@ -78,6 +79,11 @@ enum Command {
     Record {
         #[command(subcommand)]
         command: RecordCommand,
+    },
+    /// Simulation exercises: run a scenario, follow it, report, purge.
+    Exercise {
+        #[command(subcommand)]
+        command: exercise::ExerciseCommand,
     },
 }
 
@@ -489,6 +495,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             RecordCommand::Verify(f) => daemon::record_verify(&connection, f.json),
             RecordCommand::Export => daemon::record_export(&connection),
         },
+        Command::Exercise { command } => exercise::run(&connection, command),
     }
 }
 

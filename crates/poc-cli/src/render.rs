@@ -74,12 +74,44 @@ fn deadline_text(d: &DeadlineView, with_owner: bool) -> String {
     text
 }
 
-/// `poc inbox`.
+/// `poc inbox`: real threads first, exercise threads apart below them,
+/// under their own heading, each line with the EXERCISE banner.
 pub(crate) fn inbox(threads: &[ThreadSummary]) -> String {
     if threads.is_empty() {
         return "No threads yet. Open one with `poc inquire --to XXX.name --summary \"...\"`.\n"
             .into();
     }
+    let (exercise, real): (Vec<ThreadSummary>, Vec<ThreadSummary>) =
+        threads.iter().cloned().partition(|t| t.exercise.is_some());
+    let mut out = String::new();
+    if real.is_empty() {
+        out.push_str("No real incident threads.\n");
+    } else {
+        out.push_str(&thread_table(&real));
+    }
+    if !exercise.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n=== EXERCISE THREADS — simulation exercises, NOT real incidents ({}) ===",
+            exercise.len()
+        );
+        out.push_str(&thread_table(&exercise));
+    }
+    let overdue = threads
+        .iter()
+        .flat_map(|t| &t.deadlines)
+        .filter(|d| d.overdue)
+        .count();
+    if overdue > 0 {
+        let _ = writeln!(
+            out,
+            "\n{overdue} deadline(s) OVERDUE; see `poc show THREAD`."
+        );
+    }
+    out
+}
+
+fn thread_table(threads: &[ThreadSummary]) -> String {
     let rows: Vec<Vec<String>> = threads
         .iter()
         .map(|t| {
@@ -110,7 +142,7 @@ pub(crate) fn inbox(threads: &[ThreadSummary]) -> String {
             ]
         })
         .collect();
-    let mut out = table(
+    table(
         &[
             "THREAD",
             "PEER",
@@ -122,19 +154,7 @@ pub(crate) fn inbox(threads: &[ThreadSummary]) -> String {
             "SUBJECT",
         ],
         &rows,
-    );
-    let overdue = threads
-        .iter()
-        .flat_map(|t| &t.deadlines)
-        .filter(|d| d.overdue)
-        .count();
-    if overdue > 0 {
-        let _ = writeln!(
-            out,
-            "\n{overdue} deadline(s) OVERDUE; see `poc show THREAD`."
-        );
-    }
-    out
+    )
 }
 
 /// Appends `label: value` lines, indenting continuation lines.

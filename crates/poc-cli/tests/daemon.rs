@@ -384,10 +384,22 @@ fn inbox_shows_labels_banners_and_overdue_deadlines() {
         .unwrap();
     assert!(!other.contains("EXERCISE"), "{other}");
     assert!(other.contains("CONFIDENTIAL"), "{other}");
-    // Columns are aligned: the PEER column starts at the same place on every line.
+    // Exercise threads are listed apart: real threads first, then the
+    // exercise ones under their own heading and table.
+    let heading = lines
+        .iter()
+        .position(|l| l.starts_with("=== EXERCISE THREADS"))
+        .unwrap_or_else(|| panic!("no exercise section: {stdout}"));
+    let exercise_at = lines.iter().position(|l| l == exercise).unwrap();
+    let other_at = lines.iter().position(|l| l == other).unwrap();
+    assert!(other_at < heading && heading < exercise_at, "{stdout}");
+    // Columns are aligned within each table.
     let col = lines[0].find("PEER").unwrap();
-    assert_eq!(&exercise[col..col + 8], "FRA.cert");
     assert_eq!(&other[col..col + 8], "FRA.cert");
+    let header = lines[heading + 1];
+    assert!(header.starts_with("THREAD"), "{stdout}");
+    let col = header.find("PEER").unwrap();
+    assert_eq!(&exercise[col..col + 8], "FRA.cert");
 
     let out = pocd.poc(&["inbox", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -54,6 +54,12 @@ pub enum Request {
         /// Page size.
         limit: u32,
     },
+    /// After the debrief: purge an exercise's message content from the
+    /// record. A Purge entry is appended, so the hash chain still verifies.
+    ExercisePurge {
+        /// The exercise id.
+        exercise: String,
+    },
 }
 
 /// A message to send.
@@ -288,6 +294,20 @@ pub struct RecordEntryView {
     pub content_hex: Option<String>,
     /// Chain hash (hex).
     pub entry_hash: String,
+}
+
+/// What an exercise purge did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PurgeView {
+    /// The exercise.
+    pub exercise: String,
+    /// Record entries whose content, envelope, signature and detail were
+    /// removed (their hashes stay).
+    pub purged_entries: u64,
+    /// Threads dropped from the inbox.
+    pub threads_forgotten: u32,
+    /// The Purge entry's sequence number.
+    pub purge_seq: u64,
 }
 
 /// An error from the daemon: what happened and what to do.

@@ -233,6 +233,11 @@ pub enum RejectCode {
     Replay = 11,
     /// The recipient failed internally; try again later.
     Internal = 12,
+    /// The message's exercise marker differs from its thread's: a real
+    /// message on an exercise thread, or an exercise message on a real one
+    /// (or another exercise's). Exercises must never be mistaken for real
+    /// incidents.
+    ExerciseMismatch = 13,
 }
 
 impl RejectCode {
@@ -257,6 +262,7 @@ impl RejectCode {
             RoleNotAllowed,
             Replay,
             Internal,
+            ExerciseMismatch,
         ]
         .into_iter()
         .find(|code| code.as_u16() == value)

@@ -154,6 +154,15 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
                 .map_err(storage)?;
             json(page.iter().map(entry_view).collect::<Vec<_>>())
         }
+        Request::ExercisePurge { exercise } => {
+            if exercise.trim().is_empty() {
+                return Err(ApiError::new(
+                    "no exercise id given",
+                    Some("e.g. `poc exercise purge CYBEX-2026`"),
+                ));
+            }
+            json(node.purge_exercise(exercise).await?)
+        }
     }
 }
 

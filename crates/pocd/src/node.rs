@@ -383,6 +383,14 @@ impl Node {
                 ));
             }
         };
+        if let Some(conflict) = self.exercise_conflict(&thread_id, request.exercise.as_ref()) {
+            return Err(ApiError::new(
+                conflict,
+                Some(
+                    "a reply keeps its thread's exercise marker: real and exercise threads never mix",
+                ),
+            ));
+        }
         let message = Message {
             header: Header {
                 sender: self.me.clone(),
@@ -457,6 +465,25 @@ impl Node {
         };
         match opened {
             Ok(opened) => {
+                let header = &opened.message.header;
+                if let Some(conflict) =
+                    self.exercise_conflict(&header.thread_id, header.exercise.as_ref())
+                {
+                    // Never take an exercise message as real, nor mix a real
+                    // one into an exercise: refused, and recorded as such.
+                    tracing::info!(peer = %peer, "envelope rejected: {conflict}");
+                    let entry = NewEntry {
+                        peer: Some(peer.clone()),
+                        message_id: Some(header.message_id),
+                        thread_id: Some(header.thread_id),
+                        kind: Some(opened.message.body.kind().to_string()),
+                        exercise: header.exercise.as_ref().map(|e| e.0.clone()),
+                        envelope: Some(envelope),
+                        detail: Some(format!("from {}: {conflict}", header.sender)),
+                        ..NewEntry::new(received_at, RecordEvent::Rejected)
+                    };
+                    return self.refuse(entry, RejectCode::ExerciseMismatch).await;
+                }
                 self.record_received(peer, envelope, opened, received_at)
                     .await
             }
@@ -464,17 +491,23 @@ impl Node {
                 tracing::info!(peer = %peer, error = %err, "envelope rejected");
                 let code = err.code();
                 let entry = rejected_entry(peer, &err, envelope, received_at);
-                if let Err(e) = self
-                    .db
-                    .run(move |tx| tx.record_append(entry).map(|_| ()))
-                    .await
-                {
-                    tracing::error!(error = %e, "could not record a rejection");
-                    return rejected(RejectCode::Internal);
-                }
-                rejected(code)
+                self.refuse(entry, code).await
             }
         }
+    }
+
+    /// Records a refused envelope, then answers with its code (or asks for a
+    /// retry if it could not be recorded).
+    async fn refuse(&self, entry: NewEntry, code: RejectCode) -> Vec<u8> {
+        if let Err(e) = self
+            .db
+            .run(move |tx| tx.record_append(entry).map(|_| ()))
+            .await
+        {
+            tracing::error!(error = %e, "could not record a rejection");
+            return rejected(RejectCode::Internal);
+        }
+        rejected(code)
     }
 
     async fn record_received(
@@ -603,6 +636,65 @@ impl Node {
                 rejected(RejectCode::Internal)
             }
         }
+    }
+
+    /// Why a message with marker `exercise` may not join `thread`, if the
+    /// thread is known with another marker.
+    fn exercise_conflict(
+        &self,
+        thread: &ThreadId,
+        exercise: Option<&poc_proto::message::ExerciseId>,
+    ) -> Option<String> {
+        let known = self.threads.lock().ok()?.exercise_of(thread)?;
+        let found = exercise.map(|e| e.0.as_str());
+        if known.as_deref() == found {
+            return None;
+        }
+        let show = |marker: Option<&str>| match marker {
+            Some(id) => format!("exercise {id:?}"),
+            None => "real (no exercise marker)".to_owned(),
+        };
+        Some(format!(
+            "exercise marker mismatch: thread {thread} is {}, the message is {}",
+            show(known.as_deref()),
+            show(found)
+        ))
+    }
+
+    /// Purges an exercise's payloads from the record (a Purge entry keeps
+    /// the chain whole) and drops its threads from the index.
+    pub(crate) async fn purge_exercise(
+        &self,
+        exercise: String,
+    ) -> Result<poc_control::PurgeView, ApiError> {
+        let at = now();
+        let name = exercise.clone();
+        let (purged, seq) = self
+            .db
+            .run(move |tx| {
+                let purged = tx.record_purge_exercise(&name, at)?;
+                let seq = tx.record_head()?.map(|h| h.seq).unwrap_or(0);
+                Ok((purged, seq))
+            })
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    format!("storage: {e}"),
+                    Some("check the node's disk and logs"),
+                )
+            })?;
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| t.forget_exercise(&exercise))
+            .unwrap_or(0);
+        tracing::info!(%exercise, purged, "exercise purged from the record");
+        Ok(poc_control::PurgeView {
+            exercise,
+            purged_entries: purged,
+            threads_forgotten: u32::try_from(threads).unwrap_or(u32::MAX),
+            purge_seq: seq,
+        })
     }
 
     fn observe(&self, message: &Message, direction: Direction) {

@@ -68,6 +68,20 @@ impl ThreadIndex {
         tracked.summary.last_activity = tracked.summary.last_activity.max(at);
     }
 
+    /// The exercise marker of a known thread: `Some(None)` for a real
+    /// thread, `Some(Some(id))` for an exercise's, `None` if unknown.
+    pub(crate) fn exercise_of(&self, id: &ThreadId) -> Option<Option<String>> {
+        self.threads.get(id).map(|t| t.summary.exercise.clone())
+    }
+
+    /// Drops an exercise's threads (after its record entries are purged).
+    pub(crate) fn forget_exercise(&mut self, exercise: &str) -> usize {
+        let before = self.threads.len();
+        self.threads
+            .retain(|_, t| t.summary.exercise.as_deref() != Some(exercise));
+        before - self.threads.len()
+    }
+
     /// One thread's summary as of `now`.
     pub(crate) fn summary(&self, id: &ThreadId, now: Timestamp) -> Option<ThreadSummary> {
         self.threads.get(id).map(|t| render(t, now))

@@ -1,0 +1,188 @@
+//! Helpers for the exercise end-to-end tests, on top of `common::Cluster`:
+//! the directory manager's own ping node, the built `poc` binary, and the
+//! shipped scenario files.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use poc_proto::certificate::{CertificateBody, Endpoint, PocCertificate, Prekey, PrekeyId};
+use poc_proto::directory::{
+    DirectoryEntry, SignedSnapshot, SnapshotBody, SnapshotDigest, StateEnrolment,
+};
+use poc_proto::keys::{IdentityKeyPair, ManagerKeyPair, PrekeySecret};
+use poc_proto::{Issuer, PocId, Role, Seconds};
+
+use crate::common::{Cluster, PocSetup, free_port, now};
+
+fn seed(label: &str) -> [u8; 32] {
+    // The same derivation as `common` (the manager key must match).
+    let d = ring::digest::digest(&ring::digest::SHA256, label.as_bytes());
+    d.as_ref().try_into().unwrap()
+}
+
+/// Adds the directory manager's ping identity `id` (certified by the
+/// manager key) to the cluster and re-signs its directory with it.
+pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
+    let manager = ManagerKeyPair::from_secret_bytes(&seed("manager"));
+    let poc = PocId::new(id).unwrap();
+    let identity = seed(&format!("identity {id}"));
+    let prekey_seed = seed(&format!("prekey {id}"));
+    let prekey_secret = PrekeySecret::from_secret_bytes(&prekey_seed);
+    let port = free_port();
+    let now = now();
+    let body = CertificateBody {
+        poc_id: poc.clone(),
+        issuer: Issuer::DirectoryManager,
+        role: Role::DirectoryManager,
+        identity_key: IdentityKeyPair::from_secret_bytes(&identity).public(),
+        prekey: Prekey {
+            id: PrekeyId(u64::from(port)),
+            public: prekey_secret.public(),
+            valid_from: now.minus(Seconds::DAY),
+            valid_until: now.plus(Seconds::days(30)),
+        },
+        valid_from: now.minus(Seconds::DAY),
+        valid_until: now.plus(Seconds::days(30)),
+        endpoints: vec![Endpoint::Direct {
+            address: format!("127.0.0.1:{port}"),
+        }],
+    };
+    let certificate = PocCertificate::issue_by_manager(&body, &manager).unwrap();
+    let dir = cluster.root.path().join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    poc_keyfile::write_secret(
+        &dir.join("identity.key"),
+        poc_keyfile::KeyKind::Identity,
+        Some(id),
+        &identity,
+    )
+    .unwrap();
+    poc_keyfile::write_secret(
+        &dir.join("prekey.key"),
+        poc_keyfile::KeyKind::Prekey,
+        Some(id),
+        &prekey_seed,
+    )
+    .unwrap();
+    // Same configuration as the State nodes of `common`, on its own port.
+    let state_config =
+        std::fs::read_to_string(cluster.pocs.values().next().unwrap().config()).unwrap();
+    let config = state_config
+        .lines()
+        .map(|line| {
+            if line.starts_with("poc_id") {
+                format!("poc_id = \"{id}\"")
+            } else if line.starts_with("listen") {
+                format!("listen = \"127.0.0.1:{port}\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("pocd.toml"), config + "\n").unwrap();
+    cluster.pocs.insert(
+        id.to_owned(),
+        PocSetup {
+            id: poc,
+            role: Role::DirectoryManager,
+            port,
+            dir,
+            identity,
+            certificate,
+        },
+    );
+    let body = SnapshotBody {
+        sequence: 1,
+        previous: SnapshotDigest([0; 32]),
+        issued_at: now,
+        states: cluster
+            .roots
+            .iter()
+            .map(|(state, root)| StateEnrolment {
+                state: *state,
+                root_key: *root,
+            })
+            .collect(),
+        entries: cluster
+            .pocs
+            .values()
+            .map(|p| DirectoryEntry {
+                certificate: p.certificate.clone(),
+                prekeys: vec![],
+                revoked: false,
+            })
+            .collect(),
+    };
+    let snapshot = SignedSnapshot::sign(&body, &manager).unwrap();
+    std::fs::write(
+        cluster.root.path().join("directory.snapshot"),
+        snapshot.to_bytes(),
+    )
+    .unwrap();
+}
+
+/// The built `poc` binary, beside `pocd` (build both in the same cargo call:
+/// `cargo build --workspace --bins`).
+pub fn poc_binary() -> PathBuf {
+    let poc = Path::new(env!("CARGO_BIN_EXE_pocd")).with_file_name("poc");
+    assert!(
+        poc.is_file(),
+        "the `poc` binary is not at {}: build it first with `cargo build -p poc-cli` (or `cargo build --workspace --bins`) in the same target directory",
+        poc.display()
+    );
+    poc
+}
+
+/// Runs `poc ARGS` and returns its output.
+pub fn poc(args: &[&str]) -> Output {
+    Command::new(poc_binary())
+        .env_remove("POC_SOCKET")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A shipped scenario file under `deploy/exercises/`.
+pub fn shipped(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/exercises")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "missing shipped scenario {}",
+        path.display()
+    );
+    path
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Writes a variant of a shipped scenario into `dir` with `changes`
+/// (each `from` must occur), attachments still found beside the original.
+pub fn variant(dir: &Path, shipped_name: &str, changes: &[(&str, &str)]) -> PathBuf {
+    let original = shipped(shipped_name);
+    let mut text = std::fs::read_to_string(&original).unwrap();
+    for (from, to) in changes {
+        assert!(text.contains(from), "{shipped_name} has no {from:?}");
+        text = text.replace(from, to);
+    }
+    let attachments = original.parent().unwrap().join("attachments/");
+    let text = text.replace(
+        "attachments = [\"attachments/",
+        &format!("attachments = [\"{}", attachments.display()),
+    );
+    let file = dir.join(format!("variant-{shipped_name}"));
+    std::fs::write(&file, text).unwrap();
+    file
+}
