@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use poc_proto::PocId;
 use poc_proto::keys::{IdentityKeyPair, IdentityPublicKey};
-use poc_transport::{Connection, Endpoint, PeerAuthority, TransportError};
+use poc_transport::{Connection, Endpoint, PeerAuthority, StreamErrorCode, TransportError};
 
 use crate::wire::{self, BadResponse, Page, Refusal, Request};
 
@@ -102,7 +102,17 @@ impl RelayClient {
     /// Hands `envelope` to the relay for its recipient; `Ok` once the relay
     /// has stored it durably.
     pub async fn deposit(&self, envelope: &[u8]) -> Result<(), ClientError> {
-        let answer = self.conn.request(&Request::Deposit(envelope).encode()).await?;
+        let answer = match self.conn.request(&Request::Deposit(envelope).encode()).await {
+            // The relay's transport refuses a frame above its envelope limit
+            // before reading it (bounded memory); that is a size refusal.
+            Err(TransportError::RefusedByPeer {
+                code: StreamErrorCode::FrameTooLarge,
+            })
+            | Err(TransportError::FrameTooLarge { .. }) => {
+                return Err(ClientError::Refused(Refusal::TooLarge));
+            }
+            other => other?,
+        };
         wire::decode_stored(&answer)?.map_err(ClientError::Refused)
     }
 

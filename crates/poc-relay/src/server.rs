@@ -330,7 +330,15 @@ impl Relay {
         tracing::debug!(conn, %mailbox, "client connected");
         self.metrics.connections.fetch_add(1, Ordering::Relaxed);
         while let Some(request) = connection.accept_request().await {
-            let Ok(request) = request else { continue };
+            let request = match request {
+                Ok(request) => request,
+                // Refused by the transport before it was read whole.
+                Err(poc_transport::TransportError::FrameTooLarge { .. }) => {
+                    self.metrics.refused(Refusal::TooLarge);
+                    continue;
+                }
+                Err(_) => continue,
+            };
             let relay = Arc::clone(&self);
             let connection = connection.clone();
             tokio::spawn(async move {
