@@ -102,7 +102,11 @@ impl RelayClient {
     /// Hands `envelope` to the relay for its recipient; `Ok` once the relay
     /// has stored it durably.
     pub async fn deposit(&self, envelope: &[u8]) -> Result<(), ClientError> {
-        let answer = match self.conn.request(&Request::Deposit(envelope).encode()).await {
+        let answer = match self
+            .conn
+            .request(&Request::Deposit(envelope).encode())
+            .await
+        {
             // The relay's transport refuses a frame above its envelope limit
             // before reading it (bounded memory); that is a size refusal.
             Err(TransportError::RefusedByPeer {
@@ -131,7 +135,10 @@ impl RelayClient {
     pub async fn ack(&self, ids: &[u64]) -> Result<u64, ClientError> {
         let mut deleted = 0;
         for chunk in ids.chunks(wire::MAX_ACK_IDS) {
-            let answer = self.conn.request(&Request::Ack(chunk.to_vec()).encode()).await?;
+            let answer = self
+                .conn
+                .request(&Request::Ack(chunk.to_vec()).encode())
+                .await?;
             deleted += wire::decode_acked(&answer)?.map_err(ClientError::Refused)?;
         }
         Ok(deleted)

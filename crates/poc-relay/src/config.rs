@@ -27,6 +27,7 @@
 //! max_connections = 1024
 //! handshakes_per_second_per_ip = 20
 //! handshake_burst_per_ip = 20
+//! max_streams_per_connection = 16     # requests in flight per client connection
 //! ```
 
 use std::net::SocketAddr;
@@ -115,6 +116,7 @@ pub struct LimitsSection {
     pub max_connections: usize,
     pub handshakes_per_second_per_ip: u32,
     pub handshake_burst_per_ip: u32,
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for LimitsSection {
@@ -135,6 +137,7 @@ impl Default for LimitsSection {
             max_connections: t.max_connections,
             handshakes_per_second_per_ip: t.handshakes_per_second_per_ip,
             handshake_burst_per_ip: t.handshake_burst_per_ip,
+            max_streams_per_connection: d.max_streams_per_connection,
         }
     }
 }
@@ -145,8 +148,9 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let mut config: Config = toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid poc-relay configuration", path.display()))?;
+        let mut config: Config = toml::from_str(&text).with_context(|| {
+            format!("{} is not a valid poc-relay configuration", path.display())
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.relay.data_dir,
@@ -159,7 +163,8 @@ impl Config {
             }
         }
         let l = &config.limits;
-        if l.max_envelope_bytes == 0 || l.max_envelope_bytes > poc_proto::limits::MAX_ENVELOPE_BYTES {
+        if l.max_envelope_bytes == 0 || l.max_envelope_bytes > poc_proto::limits::MAX_ENVELOPE_BYTES
+        {
             bail!(
                 "{}: [limits] max_envelope_bytes must be between 1 and {}",
                 path.display(),
@@ -202,6 +207,7 @@ impl Config {
             max_page_bytes: l.max_page_bytes,
             max_wait: Duration::from_secs(l.max_wait_seconds),
             max_retention: Seconds::hours(l.max_retention_hours.max(1)),
+            max_streams_per_connection: l.max_streams_per_connection.max(1),
         }
     }
 

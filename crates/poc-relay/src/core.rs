@@ -43,7 +43,10 @@ impl RelayDirectory {
     }
 
     /// A view listing exactly these PoCs (tests and tools).
-    pub fn from_keys(sequence: u64, pocs: impl IntoIterator<Item = (PocId, IdentityPublicKey)>) -> Self {
+    pub fn from_keys(
+        sequence: u64,
+        pocs: impl IntoIterator<Item = (PocId, IdentityPublicKey)>,
+    ) -> Self {
         let mut view = RelayDirectory {
             sequence,
             ..RelayDirectory::default()
@@ -102,6 +105,9 @@ pub struct RelayLimits {
     pub max_wait: Duration,
     /// Longest the relay keeps an envelope, whatever its own expiry says.
     pub max_retention: Seconds,
+    /// Requests one connection may have in flight (QUIC streams): bounds
+    /// what one client can make the relay buffer and queue at once.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for RelayLimits {
@@ -116,6 +122,7 @@ impl Default for RelayLimits {
             max_page_bytes: 1024 * 1024,
             max_wait: Duration::from_secs(20),
             max_retention: Seconds::days(14),
+            max_streams_per_connection: 16,
         }
     }
 }
@@ -240,7 +247,10 @@ mod tests {
             max_envelope_bytes: 100,
             ..RelayLimits::default()
         };
-        assert_eq!(check_deposit(bytes, now, &view, &small), Err(Refusal::TooLarge));
+        assert_eq!(
+            check_deposit(bytes, now, &view, &small),
+            Err(Refusal::TooLarge)
+        );
         let to_ken = poc_proto::testkit::inquiry_message(&world, "EST.cert", "KEN.cert", 10);
         let sealed = world.seal(&to_ken, "relay core ken").unwrap();
         assert_eq!(

@@ -43,7 +43,8 @@
 //!
 //! ## Memory under flood
 //!
-//! A client holds at most 32 requests in flight (transport stream limit),
+//! A client connection holds at most `max_streams_per_connection` (16)
+//! requests in flight (QUIC stream limit),
 //! each at most one envelope; the store queue is bounded; per-sender rate
 //! limits refuse excess deposits before they touch the store; quotas bound
 //! what is kept.

@@ -82,13 +82,20 @@ fn load_directory(config: &Config) -> anyhow::Result<RelayDirectory> {
     let manager = ManagerPublicKey::from_bytes(manager.public)
         .map_err(|e| anyhow!("{}: {e}", config.directory.manager_key.display()))?;
     let snapshot_path = &config.directory.snapshot;
-    let bytes = std::fs::read(snapshot_path)
-        .with_context(|| format!("cannot read the directory snapshot {}", snapshot_path.display()))?;
+    let bytes = std::fs::read(snapshot_path).with_context(|| {
+        format!(
+            "cannot read the directory snapshot {}",
+            snapshot_path.display()
+        )
+    })?;
     let snapshot = SignedSnapshot::from_bytes(&bytes)
         .with_context(|| format!("{} is not a directory snapshot", snapshot_path.display()))?;
-    let directory = snapshot
-        .verify(&manager)
-        .with_context(|| format!("directory snapshot {} does not verify", snapshot_path.display()))?;
+    let directory = snapshot.verify(&manager).with_context(|| {
+        format!(
+            "directory snapshot {} does not verify",
+            snapshot_path.display()
+        )
+    })?;
     Ok(RelayDirectory::from_verified(&directory, unix_now()))
 }
 
@@ -99,11 +106,17 @@ async fn reload_directory(config: Config, shared: SharedDirectory, every: Durati
         tokio::time::sleep(every).await;
         match load_directory(&config) {
             Ok(view) if view.sequence() > shared.current().sequence() => {
-                tracing::info!(sequence = view.sequence(), pocs = view.len(), "directory updated");
+                tracing::info!(
+                    sequence = view.sequence(),
+                    pocs = view.len(),
+                    "directory updated"
+                );
                 shared.replace(view);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "directory reload failed; keeping the current one"),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "directory reload failed; keeping the current one")
+            }
         }
     }
 }
@@ -112,17 +125,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(&config.relay.data_dir)
         .with_context(|| format!("cannot create {}", config.relay.data_dir.display()))?;
-    std::fs::set_permissions(&config.relay.data_dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot restrict {} to 0700", config.relay.data_dir.display()))?;
+    std::fs::set_permissions(
+        &config.relay.data_dir,
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .with_context(|| {
+        format!(
+            "cannot restrict {} to 0700",
+            config.relay.data_dir.display()
+        )
+    })?;
     let key = poc_keyfile::read_secret(&config.relay.identity_key, poc_keyfile::KeyKind::Identity)?;
     let identity = IdentityKeyPair::from_secret_bytes(&key.secret);
     let directory = SharedDirectory::new(load_directory(&config)?);
 
     let limits = config.relay_limits();
     let store: Box<dyn RelayStore> = match config.relay.storage {
-        Storage::Sqlite => Box::new(SqliteStore::open(&config.database_path()).with_context(|| {
-            format!("cannot open the relay store {}", config.database_path().display())
-        })?),
+        Storage::Sqlite => {
+            Box::new(SqliteStore::open(&config.database_path()).with_context(|| {
+                format!(
+                    "cannot open the relay store {}",
+                    config.database_path().display()
+                )
+            })?)
+        }
         Storage::Memory => Box::new(MemoryStore::new()),
     };
     let quota = Quota {
@@ -145,7 +171,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot listen on {}", config.relay.listen))?;
 
-    let relay = Relay::new(store.clone(), directory.clone(), limits, Arc::clone(&metrics));
+    let relay = Relay::new(
+        store.clone(),
+        directory.clone(),
+        limits,
+        Arc::clone(&metrics),
+    );
     let mut tasks = vec![
         tokio::spawn(Arc::clone(&relay).serve(endpoint.clone())),
         tokio::spawn(Arc::clone(&relay).sweep_expired(Duration::from_secs(
@@ -162,7 +193,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "metrics endpoint listening");
-        tasks.push(tokio::spawn(poc_relay::metrics::serve(listener, metrics, store)));
+        tasks.push(tokio::spawn(poc_relay::metrics::serve(
+            listener, metrics, store,
+        )));
     }
     tracing::info!(
         listen = %endpoint.local_addr()?,

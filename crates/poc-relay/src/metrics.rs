@@ -61,14 +61,24 @@ impl Metrics {
         };
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let one = |v: u64| vec![(String::new(), v)];
-        metric("poc_relay_deposits_total", "counter", "Envelopes stored.", &one(get(&self.deposits)));
+        metric(
+            "poc_relay_deposits_total",
+            "counter",
+            "Envelopes stored.",
+            &one(get(&self.deposits)),
+        );
         metric(
             "poc_relay_deposited_bytes_total",
             "counter",
             "Bytes of envelopes stored.",
             &one(get(&self.deposited_bytes)),
         );
-        metric("poc_relay_fetches_total", "counter", "Fetch requests served.", &one(get(&self.fetches)));
+        metric(
+            "poc_relay_fetches_total",
+            "counter",
+            "Fetch requests served.",
+            &one(get(&self.fetches)),
+        );
         metric(
             "poc_relay_fetched_envelopes_total",
             "counter",
@@ -91,14 +101,24 @@ impl Metrics {
             .iter()
             .map(|r| (format!("{{reason=\"{}\"}}", r.label()), self.refusals(*r)))
             .collect();
-        metric("poc_relay_refusals_total", "counter", "Requests refused, by reason.", &refusals);
+        metric(
+            "poc_relay_refusals_total",
+            "counter",
+            "Requests refused, by reason.",
+            &refusals,
+        );
         metric(
             "poc_relay_stored_envelopes",
             "gauge",
             "Envelopes held now.",
             &one(stored_envelopes),
         );
-        metric("poc_relay_stored_bytes", "gauge", "Bytes of envelopes held now.", &one(stored_bytes));
+        metric(
+            "poc_relay_stored_bytes",
+            "gauge",
+            "Bytes of envelopes held now.",
+            &one(stored_bytes),
+        );
         metric(
             "poc_relay_connections",
             "gauge",
@@ -124,12 +144,17 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, sto
             // The request line and headers, bounded in size and time.
             let read = tokio::time::timeout(Duration::from_secs(5), async {
                 while len < buf.len() {
-                    let Some(rest) = buf.get_mut(len..) else { break };
+                    let Some(rest) = buf.get_mut(len..) else {
+                        break;
+                    };
                     match stream.read(rest).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => len += n,
                     }
-                    if buf.get(..len).is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n")) {
+                    if buf
+                        .get(..len)
+                        .is_some_and(|b| b.windows(4).any(|w| w == b"\r\n\r\n"))
+                    {
                         break;
                     }
                 }
@@ -147,7 +172,8 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, sto
                     body.len()
                 )
             } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
             };
             let _ = stream.write_all(response.as_bytes()).await;
             let _ = stream.shutdown().await;

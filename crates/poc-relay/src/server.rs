@@ -264,7 +264,7 @@ pub fn transport_limits(limits: &RelayLimits) -> poc_transport::Limits {
         .max_page_bytes
         .saturating_add(limits.max_envelope_bytes)
         .saturating_add(usize::from(limits.max_page_items) * 12 + 64);
-    t.max_concurrent_bidi_streams = 32;
+    t.max_concurrent_bidi_streams = limits.max_streams_per_connection.max(1);
     t
 }
 

@@ -207,7 +207,12 @@ impl RelayStore for MemoryStore {
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
         let mut page = Vec::new();
         let mut bytes = 0usize;
-        for e in self.mailboxes.get(&mailbox).into_iter().flat_map(|m| m.values()) {
+        for e in self
+            .mailboxes
+            .get(&mailbox)
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
             if page.len() >= max_items {
                 break;
             }
@@ -319,9 +324,7 @@ impl SqliteStore {
 }
 
 fn usage_sql(conn: &Connection, mailbox: Option<&MailboxId>) -> Result<Usage, StoreError> {
-    let row = |row: &rusqlite::Row<'_>| {
-        Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?))
-    };
+    let row = |row: &rusqlite::Row<'_>| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?));
     let (count, bytes) = match mailbox {
         Some(m) => conn.query_row(
             "SELECT count(*), sum(len) FROM envelopes WHERE mailbox = ?1",

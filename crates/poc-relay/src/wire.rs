@@ -273,7 +273,10 @@ pub fn encode_acked(deleted: u64) -> Vec<u8> {
 }
 
 /// Encodes a page; `items` are `(id, envelope)`.
-pub fn encode_page<'a>(items: impl ExactSizeIterator<Item = (u64, &'a [u8])>, more: bool) -> Vec<u8> {
+pub fn encode_page<'a>(
+    items: impl ExactSizeIterator<Item = (u64, &'a [u8])>,
+    more: bool,
+) -> Vec<u8> {
     let mut out = vec![STATUS_OK];
     let count = u16::try_from(items.len()).unwrap_or(u16::MAX);
     out.extend_from_slice(&count.to_be_bytes());
@@ -337,8 +340,8 @@ pub fn decode_page(frame: &[u8]) -> Result<Result<Page, Refusal>, BadResponse> {
             let mut items = Vec::with_capacity(usize::from(count).min(64));
             for _ in 0..count {
                 let id = r.u64().map_err(|_| BadResponse)?;
-                let len = usize::try_from(r.u32().map_err(|_| BadResponse)?)
-                    .map_err(|_| BadResponse)?;
+                let len =
+                    usize::try_from(r.u32().map_err(|_| BadResponse)?).map_err(|_| BadResponse)?;
                 let envelope = r.take(len).map_err(|_| BadResponse)?.to_vec();
                 items.push(PageItem { id, envelope });
             }
@@ -431,7 +434,10 @@ mod tests {
         assert_eq!(decode_stored(&encode_stored()).unwrap(), Ok(()));
         for refusal in Refusal::ALL {
             assert_eq!(Refusal::from_code(refusal.code()), Some(refusal));
-            assert_eq!(decode_stored(&encode_refusal(refusal)).unwrap(), Err(refusal));
+            assert_eq!(
+                decode_stored(&encode_refusal(refusal)).unwrap(),
+                Err(refusal)
+            );
         }
         assert_eq!(decode_page(&page[..page.len() - 1]), Err(BadResponse));
         assert_eq!(decode_stored(&[2]), Err(BadResponse));

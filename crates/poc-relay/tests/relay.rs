@@ -232,7 +232,10 @@ async fn deposits_past_a_limit_get_typed_refusals_which_are_counted() {
         Refusal::TooLarge
     );
     assert_eq!(
-        refused(est.deposit(&envelope(relay.mailbox("KEN.cert"), later, 10, 1)).await),
+        refused(
+            est.deposit(&envelope(relay.mailbox("KEN.cert"), later, 10, 1))
+                .await
+        ),
         Refusal::UnknownMailbox
     );
     assert_eq!(
@@ -246,7 +249,9 @@ async fn deposits_past_a_limit_get_typed_refusals_which_are_counted() {
         refused(est.deposit(&envelope(fra, later, 10, 9)).await),
         Refusal::MailboxFull
     );
-    est.deposit(&envelope(fra_mfa, later, 6000, 1)).await.unwrap();
+    est.deposit(&envelope(fra_mfa, later, 6000, 1))
+        .await
+        .unwrap();
     assert_eq!(
         refused(est.deposit(&envelope(fra_mfa, later, 6000, 2)).await),
         Refusal::MailboxBytesFull
@@ -254,8 +259,9 @@ async fn deposits_past_a_limit_get_typed_refusals_which_are_counted() {
     // 10 deposits so far; the burst is 12, then one a second.
     let mut rate_limited = 0;
     for _ in 0..5 {
-        if let Err(ClientError::Refused(Refusal::RateLimited)) =
-            est.deposit(&envelope(relay.mailbox("EST.mfa"), later, 10, 1)).await
+        if let Err(ClientError::Refused(Refusal::RateLimited)) = est
+            .deposit(&envelope(relay.mailbox("EST.mfa"), later, 10, 1))
+            .await
         {
             rate_limited += 1;
         }
@@ -280,7 +286,10 @@ async fn deposits_past_a_limit_get_typed_refusals_which_are_counted() {
         let value = relay.metric(&format!("poc_relay_refusals_total{{reason=\"{reason}\"}}"));
         assert!(value >= at_least, "{reason}: {value}");
     }
-    assert_eq!(relay.metric("poc_relay_stored_envelopes"), 4 + 1 + (5 - rate_limited));
+    assert_eq!(
+        relay.metric("poc_relay_stored_envelopes"),
+        4 + 1 + (5 - rate_limited)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,14 +307,25 @@ async fn a_client_fetches_and_acknowledges_only_its_own_mailbox() {
     // Others see nothing of FRA.cert's mail, and cannot delete it.
     for other in ["EST.mfa", "FRA.mfa", "EST.cert"] {
         let client = relay.client(other).await.unwrap();
-        assert!(client.fetch(10, Duration::ZERO).await.unwrap().items.is_empty());
+        assert!(
+            client
+                .fetch(10, Duration::ZERO)
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
     let fra = relay.client("FRA.cert").await.unwrap();
     let page = fra.fetch(10, Duration::ZERO).await.unwrap();
     let got: Vec<_> = page.items.iter().map(|i| i.envelope.clone()).collect();
     assert_eq!(got, sent.to_vec(), "byte for byte, oldest first");
     let ids: Vec<_> = page.items.iter().map(|i| i.id).collect();
-    assert_eq!(est.ack(&ids).await.unwrap(), 0, "EST.cert cannot delete FRA's mail");
+    assert_eq!(
+        est.ack(&ids).await.unwrap(),
+        0,
+        "EST.cert cannot delete FRA's mail"
+    );
 
     // Pages: one at a time, `more` says whether mail is left.
     let one = fra.fetch(1, Duration::ZERO).await.unwrap();
@@ -332,11 +352,17 @@ async fn a_waiting_fetch_is_answered_as_soon_as_mail_arrives() {
     let waiting = tokio::spawn(async move { fra.fetch(10, Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiting.is_finished(), "an empty mailbox holds the fetch");
-    est.deposit(&envelope(mailbox, now() + 3600, 100, 7)).await.unwrap();
+    est.deposit(&envelope(mailbox, now() + 3600, 100, 7))
+        .await
+        .unwrap();
     let page = waiting.await.unwrap().unwrap();
     assert_eq!(page.items.len(), 1);
     // Pushed on arrival, not at the end of the 20 s wait.
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,8 +370,12 @@ async fn expired_envelopes_are_dropped_unread_and_counted() {
     let relay = RelayUnderTest::start("");
     let est = relay.client("EST.cert").await.unwrap();
     let mailbox = relay.mailbox("FRA.cert");
-    est.deposit(&envelope(mailbox, now() + 1, 100, 1)).await.unwrap();
-    est.deposit(&envelope(mailbox, now() + 3600, 100, 2)).await.unwrap();
+    est.deposit(&envelope(mailbox, now() + 1, 100, 1))
+        .await
+        .unwrap();
+    est.deposit(&envelope(mailbox, now() + 3600, 100, 2))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while relay.metric("poc_relay_expired_total") < 1 {
         assert!(Instant::now() < deadline, "nothing expired");
@@ -406,9 +436,7 @@ async fn no_certificate_client_gets_nothing(port: u16) -> bool {
             Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0
-                .signature_verification_algorithms
-                .supported_schemes()
+            self.0.signature_verification_algorithms.supported_schemes()
         }
         fn requires_raw_public_keys(&self) -> bool {
             true
@@ -435,7 +463,9 @@ async fn no_certificate_client_gets_nothing(port: u16) -> bool {
         let mut signal = conn.accept_uni().await.ok()?;
         signal.read_to_end(1).await.ok()?;
         let (mut send, mut recv) = conn.open_bi().await.ok()?;
-        send.write_all(&[0, 0, 0, 7, 2, 0, 10, 0, 0, 0, 0]).await.ok()?;
+        send.write_all(&[0, 0, 0, 7, 2, 0, 10, 0, 0, 0, 0])
+            .await
+            .ok()?;
         send.finish().ok()?;
         recv.read_to_end(1 << 20).await.ok()
     };
@@ -452,7 +482,12 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 /// One deposit by EST.cert, fetched and acknowledged by FRA.cert: the time
 /// from deposit to the fetch's answer.
-async fn round_trips(est: &RelayClient, fra: &RelayClient, mailbox: MailboxId, n: usize) -> Vec<Duration> {
+async fn round_trips(
+    est: &RelayClient,
+    fra: &RelayClient,
+    mailbox: MailboxId,
+    n: usize,
+) -> Vec<Duration> {
     let mut times = Vec::with_capacity(n);
     for i in 0..n {
         let e = envelope(mailbox, now() + 3600, 4096, i as u8);
@@ -481,35 +516,62 @@ async fn a_flooding_client_is_refused_and_others_are_still_served() {
     let unloaded = round_trips(&est, &fra, mailbox, n).await;
     let rss_before = relay.rss_kib();
 
-    let flooder = relay.client("EST.mfa").await.unwrap();
-    let target = relay.mailbox("FRA.mfa");
+    // The flooder runs on its own runtime thread, as another process would.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for t in 0..32u8 {
-        let flooder = flooder.clone();
+    let flood = {
         let stop = Arc::clone(&stop);
-        tasks.push(tokio::spawn(async move {
-            let (mut ok, mut refused) = (0u64, 0u64);
-            let e = envelope(target, now() + 3600, 4096, t);
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match flooder.deposit(&e).await {
-                    Ok(()) => ok += 1,
-                    Err(ClientError::Refused(_)) => refused += 1,
-                    Err(e) => panic!("flood connection failed: {e}"),
+        let identity = relay.world.poc("EST.mfa").identity_seed;
+        let relay_key = relay.relay_key.public();
+        let port = relay.port;
+        let target = relay.mailbox("FRA.mfa");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let identity = IdentityKeyPair::from_secret_bytes(&identity);
+                let pins = RelayPins::new([(PocId::new("relay").unwrap(), relay_key)]);
+                let endpoint =
+                    bind_endpoint("127.0.0.1:0".parse().unwrap(), &identity, pins).unwrap();
+                let flooder = RelayClient::connect(
+                    &endpoint,
+                    format!("127.0.0.1:{port}").parse().unwrap(),
+                    relay_key,
+                )
+                .await
+                .unwrap();
+                let mut tasks = Vec::new();
+                for t in 0..32u8 {
+                    let flooder = flooder.clone();
+                    let stop = Arc::clone(&stop);
+                    tasks.push(tokio::spawn(async move {
+                        let (mut ok, mut refused) = (0u64, 0u64);
+                        let e = envelope(target, now() + 3600, 4096, t);
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            match flooder.deposit(&e).await {
+                                Ok(()) => ok += 1,
+                                Err(ClientError::Refused(_)) => refused += 1,
+                                Err(e) => panic!("flood connection failed: {e}"),
+                            }
+                        }
+                        (ok, refused)
+                    }));
                 }
-            }
-            (ok, refused)
-        }));
-    }
+                let (mut ok, mut refused) = (0, 0);
+                for task in tasks {
+                    let (o, r) = task.await.unwrap();
+                    ok += o;
+                    refused += r;
+                }
+                (ok, refused)
+            })
+        })
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let loaded = round_trips(&est, &fra, mailbox, n).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut ok, mut refused) = (0, 0);
-    for task in tasks {
-        let (o, r) = task.await.unwrap();
-        ok += o;
-        refused += r;
-    }
+    let (ok, refused) = flood.join().unwrap();
     let rss_after = relay.rss_kib();
     let (u, l) = (median(unloaded), median(loaded));
     println!(
@@ -519,7 +581,10 @@ async fn a_flooding_client_is_refused_and_others_are_still_served() {
     );
     assert!(refused > 0, "the flood was never limited");
     assert!(relay.metric("poc_relay_refusals_total{reason=\"rate_limited\"}") > 0);
-    assert!(rss_after < 256 * 1024, "relay RSS {rss_after} KiB under flood");
+    assert!(
+        rss_after < 256 * 1024,
+        "relay RSS {rss_after} KiB under flood"
+    );
     assert_eq!(relay.metric("poc_relay_stored_envelopes"), ok);
 }
 
@@ -540,7 +605,10 @@ fn the_relay_logs_and_store_hold_no_poc_id() {
         let _ = relay.client("KEN.cert").await;
     });
     let log = std::fs::read_to_string(relay.log()).unwrap();
-    assert!(log.contains("envelope stored"), "debug logging is on:\n{log}");
+    assert!(
+        log.contains("envelope stored"),
+        "debug logging is on:\n{log}"
+    );
     // What the relay writes: its data directory and its log (the snapshot
     // and config next to them are inputs, and the snapshot names every PoC).
     let mut written = walk(&relay.dir.path().join("data"));

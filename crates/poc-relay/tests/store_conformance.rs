@@ -44,7 +44,11 @@ fn deposit_then_fetch_in_order_without_deleting(store: &mut dyn RelayStore) {
     let ids = stored(
         &store
             .deposit_batch(
-                &[env(A, 1000, 1, 10), env(B, 1000, 2, 20), env(A, 1000, 3, 30)],
+                &[
+                    env(A, 1000, 1, 10),
+                    env(B, 1000, 2, 20),
+                    env(A, 1000, 3, 30),
+                ],
                 QUOTA,
             )
             .unwrap(),
@@ -58,8 +62,20 @@ fn deposit_then_fetch_in_order_without_deleting(store: &mut dyn RelayStore) {
     assert_eq!(page[0].expires_at, Timestamp(1000));
     // Fetching does not delete.
     assert_eq!(store.fetch(A, Timestamp(10), 10, 1 << 20).unwrap(), page);
-    assert_eq!(store.usage(A).unwrap(), Usage { envelopes: 2, bytes: 40 });
-    assert_eq!(store.totals().unwrap(), Usage { envelopes: 3, bytes: 60 });
+    assert_eq!(
+        store.usage(A).unwrap(),
+        Usage {
+            envelopes: 2,
+            bytes: 40
+        }
+    );
+    assert_eq!(
+        store.totals().unwrap(),
+        Usage {
+            envelopes: 3,
+            bytes: 60
+        }
+    );
 }
 
 fn pages_respect_item_and_byte_limits_but_always_return_one(store: &mut dyn RelayStore) {
@@ -68,7 +84,12 @@ fn pages_respect_item_and_byte_limits_but_always_return_one(store: &mut dyn Rela
     assert_eq!(store.fetch(A, Timestamp(0), 3, 1 << 20).unwrap().len(), 3);
     assert_eq!(store.fetch(A, Timestamp(0), 10, 250).unwrap().len(), 2);
     assert_eq!(store.fetch(A, Timestamp(0), 10, 50).unwrap().len(), 1);
-    assert!(store.fetch(B, Timestamp(0), 10, 1 << 20).unwrap().is_empty());
+    assert!(
+        store
+            .fetch(B, Timestamp(0), 10, 1 << 20)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 fn ack_deletes_only_the_own_mailbox(store: &mut dyn RelayStore) {
@@ -81,7 +102,12 @@ fn ack_deletes_only_the_own_mailbox(store: &mut dyn RelayStore) {
     assert_eq!(store.ack(B, &[ids[0]]).unwrap(), 0);
     assert_eq!(store.fetch(A, Timestamp(0), 10, 1 << 20).unwrap().len(), 1);
     assert_eq!(store.ack(A, &[ids[0], ids[0], 999_999]).unwrap(), 1);
-    assert!(store.fetch(A, Timestamp(0), 10, 1 << 20).unwrap().is_empty());
+    assert!(
+        store
+            .fetch(A, Timestamp(0), 10, 1 << 20)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.fetch(B, Timestamp(0), 10, 1 << 20).unwrap().len(), 1);
     // Ids are never reused after deletion.
     let next = stored(&store.deposit_batch(&[env(A, 1000, 4, 10)], QUOTA).unwrap());
@@ -109,10 +135,19 @@ fn quotas_count_and_bytes_are_enforced_per_mailbox(store: &mut dyn RelayStore) {
     assert!(matches!(outcomes[1], DepositOutcome::Stored(_)));
     assert_eq!(outcomes[2], DepositOutcome::MailboxBytesFull);
     assert!(matches!(outcomes[3], DepositOutcome::Stored(_)));
-    assert!(matches!(outcomes[4], DepositOutcome::Stored(_)), "B has its own quota");
+    assert!(
+        matches!(outcomes[4], DepositOutcome::Stored(_)),
+        "B has its own quota"
+    );
     let outcomes = store.deposit_batch(&[env(A, 1000, 6, 1)], quota).unwrap();
     assert_eq!(outcomes, vec![DepositOutcome::MailboxFull]);
-    assert_eq!(store.usage(A).unwrap(), Usage { envelopes: 3, bytes: 250 });
+    assert_eq!(
+        store.usage(A).unwrap(),
+        Usage {
+            envelopes: 3,
+            bytes: 250
+        }
+    );
 }
 
 fn expired_envelopes_are_not_fetched_and_are_swept(store: &mut dyn RelayStore) {
@@ -129,9 +164,18 @@ fn expired_envelopes_are_not_fetched_and_are_swept(store: &mut dyn RelayStore) {
     assert_eq!(page[0].bytes, vec![2; 10]);
     assert_eq!(store.expire(Timestamp(150)).unwrap(), 2);
     assert_eq!(store.expire(Timestamp(150)).unwrap(), 0);
-    assert_eq!(store.totals().unwrap(), Usage { envelopes: 1, bytes: 10 });
+    assert_eq!(
+        store.totals().unwrap(),
+        Usage {
+            envelopes: 1,
+            bytes: 10
+        }
+    );
     // Expiry is inclusive: an envelope is still good at its expiry second.
-    assert_eq!(store.fetch(A, Timestamp(200), 10, 1 << 20).unwrap().len(), 1);
+    assert_eq!(
+        store.fetch(A, Timestamp(200), 10, 1 << 20).unwrap().len(),
+        1
+    );
 }
 
 fn empty_store_answers_everything(store: &mut dyn RelayStore) {

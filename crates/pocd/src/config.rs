@@ -168,10 +168,18 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for relay in &config.relays {
             if !names.insert(relay.name.as_str()) {
-                bail!("{}: two [[relay]] entries are named {}", path.display(), relay.name);
+                bail!(
+                    "{}: two [[relay]] entries are named {}",
+                    path.display(),
+                    relay.name
+                );
             }
             relay.key().with_context(|| {
-                format!("{}: [[relay]] {}: bad public_key", path.display(), relay.name)
+                format!(
+                    "{}: [[relay]] {}: bad public_key",
+                    path.display(),
+                    relay.name
+                )
             })?;
         }
         Ok(config)
@@ -191,8 +199,8 @@ impl Config {
 impl RelayConfig {
     /// The pinned relay key.
     pub(crate) fn key(&self) -> anyhow::Result<poc_proto::keys::IdentityPublicKey> {
-        let bytes = hex::decode(self.public_key.trim())
-            .context("public_key must be 64 hex digits")?;
+        let bytes =
+            hex::decode(self.public_key.trim()).context("public_key must be 64 hex digits")?;
         let bytes: [u8; 32] = bytes
             .try_into()
             .map_err(|_| anyhow::anyhow!("public_key must be 64 hex digits (32 bytes)"))?;

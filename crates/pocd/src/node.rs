@@ -451,7 +451,11 @@ impl Node {
     /// path as a direct one (so a message arriving both ways, or through two
     /// relays, is recorded and delivered once); returns the acknowledgement
     /// frame, which the relay client turns into an ack or a retry.
-    pub(crate) async fn receive_relayed(self: &Arc<Self>, relay: &str, envelope: Vec<u8>) -> Vec<u8> {
+    pub(crate) async fn receive_relayed(
+        self: &Arc<Self>,
+        relay: &str,
+        envelope: Vec<u8>,
+    ) -> Vec<u8> {
         self.receive_from(Origin::Relay(relay), envelope).await
     }
 
@@ -774,10 +778,7 @@ impl Node {
 
     /// The recipient's direct endpoint first; if it cannot be reached, the
     /// relays in order (see `relay_client`). Returns how it was delivered.
-    async fn try_deliver_or_relay(
-        &self,
-        item: &Delivery,
-    ) -> (Result<(), DeliveryError>, String) {
+    async fn try_deliver_or_relay(&self, item: &Delivery) -> (Result<(), DeliveryError>, String) {
         match self.try_deliver(item).await {
             Err(DeliveryError::Transient(direct)) if !self.relays.is_empty() => {
                 let endpoints = match self.directory().lookup(&item.recipient) {

@@ -201,7 +201,8 @@ async fn fetch_loop(node: Arc<Node>, index: usize) {
             Err(e) => {
                 node.relays.forget(link).await;
                 failures = failures.saturating_add(1);
-                let delay = Duration::from_millis(250u64 << failures.min(5)).min(Duration::from_secs(5));
+                let delay =
+                    Duration::from_millis(250u64 << failures.min(5)).min(Duration::from_secs(5));
                 tracing::debug!(relay = %link.name, error = %e, retry_in = ?delay, "relay fetch failed");
                 tokio::time::sleep(delay).await;
             }

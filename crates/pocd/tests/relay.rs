@@ -153,7 +153,11 @@ fn kill_9_of_the_relay_with_stored_mail_loses_nothing_and_delivers_nothing_twice
 
     running.kill9();
     let _relay = relay.start();
-    assert_eq!(relay.metric("poc_relay_stored_envelopes"), 5, "nothing lost");
+    assert_eq!(
+        relay.metric("poc_relay_stored_envelopes"),
+        5,
+        "nothing lost"
+    );
 
     let fra = cluster.start("FRA.cert");
     for s in &sent {
@@ -212,10 +216,13 @@ fn an_envelope_tampered_with_in_the_relay_store_is_rejected_and_does_not_block_l
     }
     let _relay = relay.start();
     let fra = cluster.start("FRA.cert");
-    eventually("the second inquiry at FRA", || thread(&fra, second.thread_id));
-    eventually("the relay emptied (the bad envelope acknowledged too)", || {
-        (relay.metric("poc_relay_stored_envelopes") == 0).then_some(())
+    eventually("the second inquiry at FRA", || {
+        thread(&fra, second.thread_id)
     });
+    eventually(
+        "the relay emptied (the bad envelope acknowledged too)",
+        || (relay.metric("poc_relay_stored_envelopes") == 0).then_some(()),
+    );
     assert!(thread(&fra, first.thread_id).is_none());
     let database = cluster.poc("FRA.cert").database();
     assert_eq!(
@@ -317,11 +324,17 @@ fn the_same_message_directly_and_through_a_relay_twice_is_recorded_and_delivered
     );
     let database = cluster.poc("FRA.cert").database();
     assert_eq!(
-        count_rows(&database, "SELECT count(*) FROM record WHERE event = 'received'"),
+        count_rows(
+            &database,
+            "SELECT count(*) FROM record WHERE event = 'received'"
+        ),
         1
     );
     assert_eq!(
-        count_rows(&database, "SELECT count(*) FROM record WHERE event = 'rejected'"),
+        count_rows(
+            &database,
+            "SELECT count(*) FROM record WHERE event = 'rejected'"
+        ),
         0,
         "a relayed copy of a recorded message is a duplicate, not a replay"
     );
