@@ -68,6 +68,13 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Relay storage: `sqlite` (durable, the measured configuration) or
+    /// `memory` (to see what durability costs).
+    #[arg(long, default_value = "sqlite")]
+    storage: String,
+    /// Keep the temporary directory (relay store, log, config).
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,11 +91,14 @@ struct Report {
     schema: u32,
     profile: &'static str,
     nproc: usize,
+    storage: String,
     envelope_bytes: usize,
     raw_quic: Throughput,
     relay: Throughput,
     /// Relay messages/s over raw QUIC requests/s (target >= 0.5).
     relay_over_raw: f64,
+    idle_connections_requested: usize,
+    /// Connections actually held open when memory was read.
     idle_connections: usize,
     relay_rss_kib_before: u64,
     relay_rss_kib_after: u64,
@@ -186,7 +196,12 @@ fn start_relay(
     dir: &Path,
     max_connections: usize,
     streams: usize,
+    storage: &str,
 ) -> anyhow::Result<RelayProcess> {
+    ensure!(
+        matches!(storage, "sqlite" | "memory"),
+        "--storage is sqlite or memory"
+    );
     poc_keyfile::write_public(
         &dir.join("manager.pub"),
         poc_keyfile::KeyKind::Manager,
@@ -234,7 +249,7 @@ fn start_relay(
         dir.join("poc-relay.toml"),
         format!(
             "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nidentity_key = \"relay.key\"\n\
-             metrics_listen = \"127.0.0.1:{metrics}\"\nstorage = \"sqlite\"\n\n\
+             metrics_listen = \"127.0.0.1:{metrics}\"\nstorage = \"{storage}\"\n\n\
              [directory]\nsnapshot = \"directory.snapshot\"\nmanager_key = \"manager.pub\"\n\n\
              [limits]\nmailbox_max_envelopes = 10000000\nmailbox_max_bytes = 100000000000\n\
              deposits_per_second = 10000000\ndeposit_burst = 10000000\n\
@@ -259,8 +274,8 @@ fn start_relay(
     while std::net::TcpStream::connect(("127.0.0.1", metrics)).is_err() {
         ensure!(
             Instant::now() < deadline,
-            "poc-relay did not start; see {}",
-            dir.join("relay.log").display()
+            "poc-relay did not start; its log:\n{}",
+            std::fs::read_to_string(dir.join("relay.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -458,7 +473,7 @@ async fn idle_connections(
     let address: std::net::SocketAddr = format!("127.0.0.1:{}", relay.port).parse()?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for worker in 0..32 {
+    for worker in 0..16 {
         let (next, endpoint, key) = (
             next.clone(),
             endpoints[worker % endpoints.len()].clone(),
@@ -466,15 +481,31 @@ async fn idle_connections(
         );
         tasks.push(tokio::spawn(async move {
             let mut held = Vec::new();
-            while next.fetch_add(1, Ordering::Relaxed) < count {
-                held.push(RelayClient::connect(&endpoint, address, key).await?);
+            let mut failure = None;
+            'next: while next.fetch_add(1, Ordering::Relaxed) < count {
+                // A handshake can time out on a loaded machine: retry a
+                // little, then stop at what the machine allows.
+                for _ in 0..3 {
+                    match RelayClient::connect(&endpoint, address, key).await {
+                        Ok(client) => {
+                            held.push(client);
+                            continue 'next;
+                        }
+                        Err(e) => failure = Some(e.to_string()),
+                    }
+                }
+                break;
             }
-            Ok::<_, anyhow::Error>(held)
+            Ok::<_, anyhow::Error>((held, failure))
         }));
     }
     let mut clients = Vec::with_capacity(count);
     for task in tasks {
-        clients.extend(task.await??);
+        let (held, failure) = task.await??;
+        clients.extend(held);
+        if let Some(failure) = failure {
+            progress(&format!("a connection could not be opened: {failure}"));
+        }
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = relay.rss_kib()?;
@@ -500,7 +531,7 @@ fn main() -> anyhow::Result<()> {
         let warm = (n / 10).max(10);
         raw_quic(&world, warm, concurrency).await?;
         let (time_a, mut raw_times) = raw_quic(&world, n / 2, concurrency).await?;
-        let relay = start_relay(&world, dir.path(), idle + 64, concurrency)?;
+        let relay = start_relay(&world, dir.path(), idle + 64, concurrency, &args.storage)?;
         progress("relay warm-up");
         through_relay(&relay, &world, warm, concurrency).await?;
         progress(&format!(
@@ -512,11 +543,8 @@ fn main() -> anyhow::Result<()> {
         raw_times.extend(times_b);
         progress(&format!("relay: {idle} idle authenticated connections"));
         let (before, after, clients) = idle_connections(&relay, &world, idle).await?;
-        ensure!(
-            clients.len() == idle,
-            "only {} connections opened",
-            clients.len()
-        );
+        let opened = clients.len();
+        ensure!(opened > 0, "no idle connection could be opened");
         drop(clients);
         // The baseline's two halves pooled: rate over their total time.
         let raw = Throughput {
@@ -533,6 +561,7 @@ fn main() -> anyhow::Result<()> {
             } else {
                 "release"
             },
+            storage: args.storage.clone(),
             nproc: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -540,14 +569,18 @@ fn main() -> anyhow::Result<()> {
             relay_over_raw: relay_run.messages_per_second / raw.messages_per_second,
             raw_quic: raw,
             relay: relay_run,
-            idle_connections: idle,
+            idle_connections_requested: idle,
+            idle_connections: opened,
             relay_rss_kib_before: before,
             relay_rss_kib_after: after,
             bytes_per_idle_connection: (after.saturating_sub(before) as f64 * 1024.0)
-                / idle.max(1) as f64,
+                / opened as f64,
         })
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    if args.keep {
+        progress(&format!("kept {}", dir.keep().display()));
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -572,8 +605,9 @@ fn main() -> anyhow::Result<()> {
             report.relay_over_raw
         );
         println!(
-            "idle connections: {}  relay RSS {} KiB -> {} KiB  = {:.0} bytes per connection (target < 65536)",
+            "idle connections: {} of {} requested  relay RSS {} KiB -> {} KiB  = {:.0} bytes per connection (target < 65536)",
             report.idle_connections,
+            report.idle_connections_requested,
             report.relay_rss_kib_before,
             report.relay_rss_kib_after,
             report.bytes_per_idle_connection

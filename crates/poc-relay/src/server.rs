@@ -97,7 +97,10 @@ impl StoreHandle {
                                     Err(_) => break,
                                 }
                             }
-                            match store.deposit_batch(&batch, quota) {
+                            let started = std::time::Instant::now();
+                            let result = store.deposit_batch(&batch, quota);
+                            tracing::trace!(size = batch.len(), took = ?started.elapsed(), "deposit batch committed");
+                            match result {
                                 Ok(outcomes) => {
                                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                                         let _ = reply.send(Some(outcome));

@@ -102,6 +102,14 @@ fn ack_deletes_only_the_own_mailbox(store: &mut dyn RelayStore) {
     assert_eq!(store.ack(B, &[ids[0]]).unwrap(), 0);
     assert_eq!(store.fetch(A, Timestamp(0), 10, 1 << 20).unwrap().len(), 1);
     assert_eq!(store.ack(A, &[ids[0], ids[0], 999_999]).unwrap(), 1);
+    assert_eq!(store.usage(A).unwrap(), Usage::default());
+    assert_eq!(
+        store.usage(B).unwrap(),
+        Usage {
+            envelopes: 1,
+            bytes: 10
+        }
+    );
     assert!(
         store
             .fetch(A, Timestamp(0), 10, 1 << 20)
@@ -242,7 +250,7 @@ fn sqlite_is_durable_across_reopen_with_wal_and_full_sync() {
         let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.pragma("journal_mode").unwrap(), "wal");
         assert_eq!(store.pragma("synchronous").unwrap(), "2", "FULL");
-        assert_eq!(store.pragma("secure_delete").unwrap(), "1");
+        assert_eq!(store.pragma("secure_delete").unwrap(), "2", "FAST");
         stored(
             &store
                 .deposit_batch(&[env(A, 1000, 1, 10), env(A, 1000, 2, 10)], QUOTA)
@@ -255,7 +263,20 @@ fn sqlite_is_durable_across_reopen_with_wal_and_full_sync() {
     store.ack(A, &[ids[0]]).unwrap();
     drop(store);
     let mut store = SqliteStore::open(&path).unwrap();
-    assert_eq!(store.totals().unwrap().envelopes, 1);
+    assert_eq!(
+        store.totals().unwrap(),
+        Usage {
+            envelopes: 1,
+            bytes: 10
+        }
+    );
+    assert_eq!(
+        store.usage(A).unwrap(),
+        Usage {
+            envelopes: 1,
+            bytes: 10
+        }
+    );
     let next = stored(&store.deposit_batch(&[env(A, 1000, 3, 10)], QUOTA).unwrap());
     assert!(next[0] > ids[1], "ids are not reused after a restart");
 }
