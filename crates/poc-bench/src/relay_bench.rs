@@ -473,12 +473,8 @@ async fn idle_connections(
     let address: std::net::SocketAddr = format!("127.0.0.1:{}", relay.port).parse()?;
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for worker in 0..16 {
-        let (next, endpoint, key) = (
-            next.clone(),
-            endpoints[worker % endpoints.len()].clone(),
-            relay.key.public(),
-        );
+    for endpoint in endpoints.iter().cycle().take(16) {
+        let (next, endpoint, key) = (next.clone(), endpoint.clone(), relay.key.public());
         tasks.push(tokio::spawn(async move {
             let mut held = Vec::new();
             let mut failure = None;

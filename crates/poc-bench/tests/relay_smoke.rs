@@ -36,7 +36,10 @@ fn quick_relay_run_prints_a_complete_json_report() {
     assert_eq!(doc["storage"], "sqlite");
     for run in ["raw_quic", "relay"] {
         assert_eq!(doc[run]["messages"], 100, "{run}");
-        assert_eq!(doc[run]["latency"]["samples"], 100, "{run}: every message timed");
+        assert_eq!(
+            doc[run]["latency"]["samples"], 100,
+            "{run}: every message timed"
+        );
         assert!(doc[run]["messages_per_second"].as_f64().unwrap() > 0.0);
     }
     assert_eq!(doc["idle_connections"], 20);
