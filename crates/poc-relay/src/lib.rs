@@ -33,6 +33,16 @@
 //!   relay's retention) and counts them; senders learn of it through their
 //!   own outbox timeout.
 //!
+//! ## Directory
+//!
+//! The relay loads the manager-signed snapshot file at start and re-reads it
+//! every `reload_seconds`, taking a snapshot whose signature verifies and
+//! whose sequence is higher than the one it holds (so a new PoC can use the
+//! relay, and a revoked one can no longer connect or receive deposits,
+//! without a restart). The relay enforces no chain rule (rollback is refused,
+//! a gap is accepted): it is untrusted anyway; the nodes hold the chain.
+//! Connections already open are not re-checked.
+//!
 //! ## Storage
 //!
 //! Behind [`store::RelayStore`]: [`store::SqliteStore`] (WAL,

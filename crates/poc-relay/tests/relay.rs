@@ -129,7 +129,7 @@ impl RelayUnderTest {
             format!(
                 "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nidentity_key = \"relay.key\"\n\
                  metrics_listen = \"127.0.0.1:{metrics_port}\"\n\n\
-                 [directory]\nsnapshot = \"directory.snapshot\"\nmanager_key = \"manager.pub\"\n\n\
+                 [directory]\nsnapshot = \"directory.snapshot\"\nmanager_key = \"manager.pub\"\nreload_seconds = 1\n\n\
                  [limits]\nexpiry_sweep_seconds = 1\n{limits}\n"
             ),
         )
@@ -637,4 +637,114 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_prints_its_public_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.key");
+    let out = Command::new(env!("CARGO_BIN_EXE_poc-relay"))
+        .arg("--keygen")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let key = poc_keyfile::read_secret(&path, poc_keyfile::KeyKind::Identity).unwrap();
+    assert_eq!(
+        printed.trim(),
+        hex::encode(
+            IdentityKeyPair::from_secret_bytes(&key.secret)
+                .public()
+                .to_bytes()
+        )
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Never overwritten.
+    let again = Command::new(env!("CARGO_BIN_EXE_poc-relay"))
+        .arg("--keygen")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
+
+#[test]
+fn a_metrics_endpoint_off_loopback_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("poc-relay.toml");
+    std::fs::write(
+        &config,
+        "[relay]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nidentity_key = \"relay.key\"\n\
+         metrics_listen = \"0.0.0.0:9501\"\n\n[directory]\nsnapshot = \"d\"\nmanager_key = \"m\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_poc-relay"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("metrics_listen") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_directory_snapshot_is_taken_up_without_a_restart() {
+    let relay = RelayUnderTest::start("");
+    assert!(relay.client("KEN.cert").await.is_err(), "not listed yet");
+    // The manager publishes sequence 2, which lists KEN.cert too.
+    let world = &relay.world;
+    let old = std::fs::read(relay.dir.path().join("directory.snapshot")).unwrap();
+    let body = SnapshotBody {
+        sequence: 2,
+        previous: SignedSnapshot::from_bytes(&old).unwrap().digest(),
+        issued_at: Timestamp(now()),
+        states: world
+            .roots
+            .iter()
+            .map(|(state, root)| StateEnrolment {
+                state: *state,
+                root_key: root.public(),
+            })
+            .collect(),
+        entries: world
+            .pocs
+            .iter()
+            .filter(|(id, _)| id.as_str() != "KEN.old")
+            .map(|(_, poc)| DirectoryEntry {
+                certificate: poc.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+            })
+            .collect(),
+    };
+    let snapshot = SignedSnapshot::sign(&body, &world.manager).unwrap();
+    let path = relay.dir.path().join("directory.snapshot");
+    std::fs::write(path.with_extension("new"), snapshot.to_bytes()).unwrap();
+    std::fs::rename(path.with_extension("new"), &path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(ken) = relay.client("KEN.cert").await {
+            // And mail for KEN.cert is now accepted.
+            ken.deposit(&envelope(relay.mailbox("KEN.cert"), now() + 60, 10, 1))
+                .await
+                .unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new snapshot was not taken up"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

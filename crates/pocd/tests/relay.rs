@@ -339,3 +339,36 @@ fn the_same_message_directly_and_through_a_relay_twice_is_recorded_and_delivered
         "a relayed copy of a recorded message is a duplicate, not a replay"
     );
 }
+
+#[test]
+fn a_relay_entry_with_a_bad_key_or_a_duplicate_name_is_named() {
+    let cluster = two_technical_pocs();
+    let path = cluster.poc("EST.cert").config();
+    let base = std::fs::read_to_string(&path).unwrap();
+    let key = hex::encode(
+        poc_proto::keys::IdentityKeyPair::from_secret_bytes(&[1; 32])
+            .public()
+            .to_bytes(),
+    );
+    let twice = format!(
+        "\n[[relay]]\nname = \"r\"\naddress = \"127.0.0.1:9\"\npublic_key = \"{key}\"\n\
+         [[relay]]\nname = \"r\"\naddress = \"127.0.0.1:9\"\npublic_key = \"{key}\"\n"
+    );
+    for (extra, expected) in [
+        (
+            "\n[[relay]]\nname = \"relay-a\"\naddress = \"127.0.0.1:9\"\npublic_key = \"abcd\"\n",
+            "relay-a: bad public_key",
+        ),
+        (twice.as_str(), "two [[relay]] entries are named r"),
+    ] {
+        std::fs::write(&path, format!("{base}{extra}")).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
