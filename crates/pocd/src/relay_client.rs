@@ -244,3 +244,59 @@ async fn fetch_once(node: &Arc<Node>, link: &Link) -> Result<(), String> {
     }
     failed.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relays(names: &[(&str, &str)]) -> Relays {
+        Relays {
+            endpoint: None,
+            links: names
+                .iter()
+                .map(|(name, address)| Link {
+                    name: (*name).to_owned(),
+                    address: (*address).to_owned(),
+                    key: IdentityKeyPair::from_secret_bytes(&[9; 32]).public(),
+                    client: Mutex::new(None),
+                })
+                .collect(),
+        }
+    }
+
+    fn names(links: Vec<&Link>) -> Vec<&str> {
+        links.into_iter().map(|l| l.name.as_str()).collect()
+    }
+
+    #[test]
+    fn the_recipients_relays_come_first_in_its_order_else_all_configured() {
+        let relays = relays(&[
+            ("a", "a.example:1"),
+            ("b", "b.example:2"),
+            ("c", "c.example:3"),
+        ]);
+        let direct = CertEndpoint::Direct {
+            address: "node.example:7401".into(),
+        };
+        let relay = |address: &str| CertEndpoint::Relay {
+            address: address.into(),
+        };
+        // No relay in the certificate: every configured relay, in order.
+        assert_eq!(names(relays.order(&[direct.clone()])), ["a", "b", "c"]);
+        // The certificate's relays that we know, in the certificate's order.
+        assert_eq!(
+            names(relays.order(&[relay("c.example:3"), direct.clone(), relay("a.example:1")])),
+            ["c", "a"]
+        );
+        // Relays we cannot authenticate (not configured) are skipped; if none
+        // is left, fall back to ours.
+        assert_eq!(
+            names(relays.order(&[relay("unknown.example:9"), relay(" b.example:2 ")])),
+            ["b"]
+        );
+        assert_eq!(
+            names(relays.order(&[relay("unknown.example:9")])),
+            ["a", "b", "c"]
+        );
+    }
+}
