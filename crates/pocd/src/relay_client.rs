@@ -282,7 +282,10 @@ mod tests {
             address: address.into(),
         };
         // No relay in the certificate: every configured relay, in order.
-        assert_eq!(names(relays.order(&[direct.clone()])), ["a", "b", "c"]);
+        assert_eq!(
+            names(relays.order(std::slice::from_ref(&direct))),
+            ["a", "b", "c"]
+        );
         // The certificate's relays that we know, in the certificate's order.
         assert_eq!(
             names(relays.order(&[relay("c.example:3"), direct.clone(), relay("a.example:1")])),
