@@ -123,6 +123,10 @@ async fn reload_directory(config: Config, shared: SharedDirectory, every: Durati
 
 async fn run(config: Config) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    // Keys and directory first: a bad configuration leaves nothing behind.
+    let key = poc_keyfile::read_secret(&config.relay.identity_key, poc_keyfile::KeyKind::Identity)?;
+    let identity = IdentityKeyPair::from_secret_bytes(&key.secret);
+    let directory = SharedDirectory::new(load_directory(&config)?);
     std::fs::create_dir_all(&config.relay.data_dir)
         .with_context(|| format!("cannot create {}", config.relay.data_dir.display()))?;
     std::fs::set_permissions(
@@ -135,9 +139,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.relay.data_dir.display()
         )
     })?;
-    let key = poc_keyfile::read_secret(&config.relay.identity_key, poc_keyfile::KeyKind::Identity)?;
-    let identity = IdentityKeyPair::from_secret_bytes(&key.secret);
-    let directory = SharedDirectory::new(load_directory(&config)?);
 
     let limits = config.relay_limits();
     let store: Box<dyn RelayStore> = match config.relay.storage {

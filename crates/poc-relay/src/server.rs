@@ -370,6 +370,11 @@ impl Relay {
             Ok(Request::Ack(ids)) => self.ack(conn, mailbox, ids).await,
         };
         drop(payload);
+        if connection.is_closed() {
+            // Nobody to answer (e.g. a long poll whose client went away):
+            // not a refusal.
+            return;
+        }
         let frame = answer.unwrap_or_else(|refusal| {
             self.metrics.refused(refusal);
             tracing::debug!(conn, reason = %refusal, "request refused");
