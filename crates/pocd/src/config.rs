@@ -20,7 +20,14 @@
 //!
 //! [pings]
 //! auto_reply = true                   # answer directory pings without a human
+//!
+//! [[relay]]                           # zero or more, in order of preference
+//! name = "relay-un"                   # shown in `poc outbox` ("via relay relay-un")
+//! address = "relay.example.org:7501"
+//! public_key = "<64 hex digits>"      # the relay's key, as `poc-relay --keygen` printed it
 //! ```
+//!
+//! Relays are optional: without `[[relay]]` the node delivers directly only.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +50,22 @@ pub(crate) struct Config {
     /// Ping handling.
     #[serde(default)]
     pub(crate) pings: PingConfig,
+    /// `[[relay]]`: store-and-forward relays, in order of preference.
+    #[serde(default, rename = "relay")]
+    pub(crate) relays: Vec<RelayConfig>,
+}
+
+/// One `[[relay]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RelayConfig {
+    /// A short name (letters, digits, `.`, `_`, `-`).
+    pub(crate) name: PocId,
+    /// `host:port` of the relay's QUIC endpoint.
+    pub(crate) address: String,
+    /// The relay's Ed25519 identity key, 64 hex digits (pinned: no other key
+    /// is accepted from that address).
+    pub(crate) public_key: String,
 }
 
 /// `[node]`.
@@ -142,6 +165,23 @@ impl Config {
                 path.display()
             );
         }
+        let mut names = std::collections::HashSet::new();
+        for relay in &config.relays {
+            if !names.insert(relay.name.as_str()) {
+                bail!(
+                    "{}: two [[relay]] entries are named {}",
+                    path.display(),
+                    relay.name
+                );
+            }
+            relay.key().with_context(|| {
+                format!(
+                    "{}: [[relay]] {}: bad public_key",
+                    path.display(),
+                    relay.name
+                )
+            })?;
+        }
         Ok(config)
     }
 
@@ -153,5 +193,18 @@ impl Config {
     /// The control socket.
     pub(crate) fn control_socket(&self) -> PathBuf {
         self.node.data_dir.join("pocd.sock")
+    }
+}
+
+impl RelayConfig {
+    /// The pinned relay key.
+    pub(crate) fn key(&self) -> anyhow::Result<poc_proto::keys::IdentityPublicKey> {
+        let bytes =
+            hex::decode(self.public_key.trim()).context("public_key must be 64 hex digits")?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("public_key must be 64 hex digits (32 bytes)"))?;
+        poc_proto::keys::IdentityPublicKey::from_bytes(bytes)
+            .map_err(|e| anyhow::anyhow!("public_key is not a valid Ed25519 key: {e}"))
     }
 }

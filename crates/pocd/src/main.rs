@@ -12,6 +12,7 @@ mod config;
 mod control;
 mod db;
 mod node;
+mod relay_client;
 mod threads;
 
 /// The pocnet node daemon.
@@ -57,6 +58,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let outbox = tokio::spawn(node.clone().run_outbox());
     let control = tokio::spawn(control::serve(node.clone()));
     let deadlines = tokio::spawn(control::watch_deadlines(node.clone()));
+    let relays = relay_client::spawn_fetchers(&node);
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
@@ -66,6 +68,9 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
                 return Err(e.context("control socket failed"));
             }
         }
+    }
+    for fetcher in relays {
+        fetcher.abort();
     }
     inbound.abort();
     deadlines.abort();

@@ -110,6 +110,8 @@ pub(crate) struct Node {
     pub(crate) db: Db,
     /// QUIC endpoint.
     pub(crate) endpoint: Endpoint,
+    /// The configured relays (none by default).
+    pub(crate) relays: crate::relay_client::Relays,
     /// One slot per peer: connecting to one peer (up to the handshake
     /// timeout if it is unreachable) never holds up deliveries to others.
     connections: Mutex<HashMap<PocId, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
@@ -282,7 +284,8 @@ impl Node {
             poc_transport::Limits::default(),
         )
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
-        tracing::info!(poc = %me, listen = %config.node.listen, "node started");
+        let relays = crate::relay_client::Relays::new(&config, &identity)?;
+        tracing::info!(poc = %me, listen = %config.node.listen, relays = relays.len(), "node started");
         Ok(Arc::new(Node {
             config,
             me,
@@ -291,6 +294,7 @@ impl Node {
             directory,
             db,
             endpoint,
+            relays,
             connections: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             outbox_wake: Notify::new(),
@@ -448,6 +452,22 @@ impl Node {
     /// Handles one envelope received from `peer`; returns the transport
     /// acknowledgement frame.
     pub(crate) async fn receive(self: &Arc<Self>, peer: &PocId, envelope: Vec<u8>) -> Vec<u8> {
+        self.receive_from(Origin::Peer(peer), envelope).await
+    }
+
+    /// Handles one envelope fetched from relay `relay`, through the same
+    /// path as a direct one (so a message arriving both ways, or through two
+    /// relays, is recorded and delivered once); returns the acknowledgement
+    /// frame, which the relay client turns into an ack or a retry.
+    pub(crate) async fn receive_relayed(
+        self: &Arc<Self>,
+        relay: &str,
+        envelope: Vec<u8>,
+    ) -> Vec<u8> {
+        self.receive_from(Origin::Relay(relay), envelope).await
+    }
+
+    async fn receive_from(self: &Arc<Self>, origin: Origin<'_>, envelope: Vec<u8>) -> Vec<u8> {
         let received_at = now();
         let opened = {
             let own = match self.own_certificate() {
@@ -471,26 +491,29 @@ impl Node {
                 {
                     // Never take an exercise message as real, nor mix a real
                     // one into an exercise: refused, and recorded as such.
-                    tracing::info!(peer = %peer, "envelope rejected: {conflict}");
+                    tracing::info!(from = %origin, "envelope rejected: {conflict}");
                     let entry = NewEntry {
-                        peer: Some(peer.clone()),
+                        peer: Some(header.sender.clone()),
                         message_id: Some(header.message_id),
                         thread_id: Some(header.thread_id),
                         kind: Some(opened.message.body.kind().to_string()),
                         exercise: header.exercise.as_ref().map(|e| e.0.clone()),
                         envelope: Some(envelope),
-                        detail: Some(format!("from {}: {conflict}", header.sender)),
+                        detail: Some(format!("from {} via {origin}: {conflict}", header.sender)),
                         ..NewEntry::new(received_at, RecordEvent::Rejected)
                     };
                     return self.refuse(entry, RejectCode::ExerciseMismatch).await;
                 }
-                self.record_received(peer, envelope, opened, received_at)
+                self.record_received(origin, envelope, opened, received_at)
                     .await
             }
             Err(err) => {
-                tracing::info!(peer = %peer, error = %err, "envelope rejected");
+                tracing::info!(from = %origin, error = %err, "envelope rejected");
                 let code = err.code();
-                let entry = rejected_entry(peer, &err, envelope, received_at);
+                let mut entry = rejected_entry(origin.peer(), &err, envelope, received_at);
+                if let Origin::Relay(relay) = origin {
+                    entry.detail = Some(format!("{err} (fetched from relay {relay})"));
+                }
                 self.refuse(entry, code).await
             }
         }
@@ -512,7 +535,7 @@ impl Node {
 
     async fn record_received(
         self: &Arc<Self>,
-        peer: &PocId,
+        origin: Origin<'_>,
         envelope: Vec<u8>,
         opened: OpenedMessage,
         received_at: Timestamp,
@@ -573,12 +596,17 @@ impl Node {
             envelope: Some(envelope),
             content: Some(opened.content),
             signature: Some(opened.signature.0),
-            detail: (peer != &sender).then(|| format!("delivered by {peer}")),
+            detail: match origin {
+                Origin::Peer(peer) => (peer != &sender).then(|| format!("delivered by {peer}")),
+                Origin::Relay(relay) => Some(format!("fetched from relay {relay}")),
+            },
         };
-        let delivered_by = peer.clone();
+        // A relay only carries what the sender deposited: a copy arriving
+        // through it counts as the sender's own retry.
+        let delivered_by = origin.peer().unwrap_or(&sender).clone();
         let replay_entry = NewEntry {
             detail: Some(format!(
-                "replay of message {message_id} from {sender} pushed by {peer}"
+                "replay of message {message_id} from {sender} pushed by {origin}"
             )),
             ..NewEntry::new(received_at, RecordEvent::Rejected)
         };
@@ -796,14 +824,14 @@ impl Node {
 
     async fn deliver(self: Arc<Self>, delivery: Delivery) {
         let id = delivery.id;
-        let result = self.try_deliver(&delivery).await;
+        let (result, via) = self.try_deliver_or_relay(&delivery).await;
         let now = now();
         let attempts = delivery.attempts + 1;
         let retrying = matches!(result, Err(DeliveryError::Transient(_)));
         let outcome = match result {
             Ok(()) => {
                 self.db
-                    .run(move |tx| tx.outbox_mark_delivered(id, "direct", now).map(|_| ()))
+                    .run(move |tx| tx.outbox_mark_delivered(id, &via, now).map(|_| ()))
                     .await
             }
             Err(DeliveryError::Refused(code)) => {
@@ -837,6 +865,29 @@ impl Node {
         if retrying {
             // The worker sleeps until the earliest retry; this one may be earlier.
             self.outbox_wake.notify_one();
+        }
+    }
+
+    /// The recipient's direct endpoint first; if it cannot be reached, the
+    /// relays in order (see `relay_client`). Returns how it was delivered.
+    async fn try_deliver_or_relay(&self, item: &Delivery) -> (Result<(), DeliveryError>, String) {
+        match self.try_deliver(item).await {
+            Err(DeliveryError::Transient(direct)) if !self.relays.is_empty() => {
+                let endpoints = match self.directory().lookup(&item.recipient) {
+                    PeerStatus::Active(cert) => cert.body().endpoints.clone(),
+                    _ => Vec::new(),
+                };
+                match self.relays.deposit(&endpoints, &item.envelope).await {
+                    Ok(relay) => (Ok(()), format!("relay {relay}")),
+                    Err(relays) => (
+                        Err(DeliveryError::Transient(format!(
+                            "direct: {direct}; {relays}"
+                        ))),
+                        String::new(),
+                    ),
+                }
+            }
+            other => (other, "direct".to_owned()),
         }
     }
 
@@ -960,6 +1011,33 @@ impl Node {
     }
 }
 
+/// Where a received envelope came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin<'a> {
+    /// Pushed by this authenticated peer over a direct connection.
+    Peer(&'a PocId),
+    /// Fetched from this configured relay (which cannot vouch for anyone).
+    Relay(&'a str),
+}
+
+impl Origin<'_> {
+    fn peer(&self) -> Option<&PocId> {
+        match self {
+            Origin::Peer(peer) => Some(peer),
+            Origin::Relay(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Peer(peer) => write!(f, "{peer}"),
+            Origin::Relay(relay) => write!(f, "relay {relay}"),
+        }
+    }
+}
+
 /// What became of a verified envelope.
 enum Arrival {
     /// New: recorded, receipt queued.
@@ -1042,11 +1120,16 @@ fn outbox_item(message: &Message, envelope: Vec<u8>, ttl_hours: u64) -> NewOutbo
     }
 }
 
-fn rejected_entry(peer: &PocId, err: &OpenError, envelope: Vec<u8>, at: Timestamp) -> NewEntry {
+fn rejected_entry(
+    peer: Option<&PocId>,
+    err: &OpenError,
+    envelope: Vec<u8>,
+    at: Timestamp,
+) -> NewEntry {
     NewEntry {
         at,
         event: RecordEvent::Rejected,
-        peer: Some(peer.clone()),
+        peer: peer.cloned(),
         message_id: None,
         thread_id: None,
         kind: None,

@@ -1,0 +1,218 @@
+//! `poc-relay.toml`.
+//!
+//! ```toml
+//! [relay]
+//! listen = "0.0.0.0:7501"
+//! data_dir = "/var/lib/poc-relay"     # 0700; holds relay.sqlite
+//! identity_key = "relay.key"          # 0600; relative paths are relative to this file
+//! metrics_listen = "127.0.0.1:9501"   # optional; loopback only
+//! storage = "sqlite"                  # or "memory" (mail lost on restart)
+//!
+//! [directory]
+//! snapshot = "directory.snapshot"     # signed by the directory manager
+//! manager_key = "manager.pub"
+//! reload_seconds = 10                 # re-read the snapshot when it changes
+//!
+//! [limits]                            # every key optional; defaults shown
+//! max_envelope_bytes = 4194304
+//! mailbox_max_envelopes = 10000
+//! mailbox_max_bytes = 268435456
+//! deposits_per_second = 100           # per sender
+//! deposit_burst = 200
+//! max_page_items = 256
+//! max_page_bytes = 1048576
+//! max_wait_seconds = 20               # long poll
+//! max_retention_hours = 336
+//! expiry_sweep_seconds = 60
+//! max_connections = 1024
+//! handshakes_per_second_per_ip = 20
+//! handshake_burst_per_ip = 20
+//! max_streams_per_connection = 16     # requests in flight per client connection
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use poc_proto::Seconds;
+use serde::Deserialize;
+
+use crate::core::RelayLimits;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[relay]`.
+    pub relay: RelaySection,
+    /// `[directory]`.
+    pub directory: DirectorySection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// Where the relay keeps state and listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// State directory.
+    pub data_dir: PathBuf,
+    /// The relay's Ed25519 identity key file.
+    pub identity_key: PathBuf,
+    /// Prometheus metrics address (loopback only).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Storage backend.
+    #[serde(default)]
+    pub storage: Storage,
+}
+
+/// Storage backends.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// SQLite in `data_dir`.
+    #[default]
+    Sqlite,
+    /// Memory only.
+    Memory,
+}
+
+/// The directory the relay serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySection {
+    /// Signed snapshot file.
+    pub snapshot: PathBuf,
+    /// Manager public key file.
+    pub manager_key: PathBuf,
+    /// How often to look for a newer snapshot.
+    #[serde(default = "default_reload")]
+    pub reload_seconds: u64,
+}
+
+fn default_reload() -> u64 {
+    10
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct LimitsSection {
+    pub max_envelope_bytes: usize,
+    pub mailbox_max_envelopes: u64,
+    pub mailbox_max_bytes: u64,
+    pub deposits_per_second: u32,
+    pub deposit_burst: u32,
+    pub max_page_items: u16,
+    pub max_page_bytes: usize,
+    pub max_wait_seconds: u64,
+    pub max_retention_hours: u64,
+    pub expiry_sweep_seconds: u64,
+    pub max_connections: usize,
+    pub handshakes_per_second_per_ip: u32,
+    pub handshake_burst_per_ip: u32,
+    pub max_streams_per_connection: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let d = RelayLimits::default();
+        let t = poc_transport::Limits::default();
+        LimitsSection {
+            max_envelope_bytes: d.max_envelope_bytes,
+            mailbox_max_envelopes: d.mailbox_max_envelopes,
+            mailbox_max_bytes: d.mailbox_max_bytes,
+            deposits_per_second: d.deposits_per_second,
+            deposit_burst: d.deposit_burst,
+            max_page_items: d.max_page_items,
+            max_page_bytes: d.max_page_bytes,
+            max_wait_seconds: d.max_wait.as_secs(),
+            max_retention_hours: d.max_retention.0 / 3600,
+            expiry_sweep_seconds: 60,
+            max_connections: t.max_connections,
+            handshakes_per_second_per_ip: t.handshakes_per_second_per_ip,
+            handshake_burst_per_ip: t.handshake_burst_per_ip,
+            max_streams_per_connection: d.max_streams_per_connection,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file; relative paths are resolved
+    /// against its directory.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).with_context(|| {
+            format!("{} is not a valid poc-relay configuration", path.display())
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.relay.data_dir,
+            &mut config.relay.identity_key,
+            &mut config.directory.snapshot,
+            &mut config.directory.manager_key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let l = &config.limits;
+        if l.max_envelope_bytes == 0 || l.max_envelope_bytes > poc_proto::limits::MAX_ENVELOPE_BYTES
+        {
+            bail!(
+                "{}: [limits] max_envelope_bytes must be between 1 and {}",
+                path.display(),
+                poc_proto::limits::MAX_ENVELOPE_BYTES
+            );
+        }
+        if l.max_page_items == 0 || l.max_page_bytes == 0 || l.deposits_per_second == 0 {
+            bail!(
+                "{}: [limits] max_page_items, max_page_bytes and deposits_per_second must be positive",
+                path.display()
+            );
+        }
+        if l.max_wait_seconds >= 25 {
+            bail!(
+                "{}: [limits] max_wait_seconds must be below 25 (the transport's request timeout is 30 s)",
+                path.display()
+            );
+        }
+        if let Some(metrics) = config.relay.metrics_listen
+            && !metrics.ip().is_loopback()
+        {
+            bail!(
+                "{}: [relay] metrics_listen {metrics} must be a loopback address",
+                path.display()
+            );
+        }
+        Ok(config)
+    }
+
+    /// The relay limits.
+    pub fn relay_limits(&self) -> RelayLimits {
+        let l = &self.limits;
+        RelayLimits {
+            max_envelope_bytes: l.max_envelope_bytes,
+            mailbox_max_envelopes: l.mailbox_max_envelopes,
+            mailbox_max_bytes: l.mailbox_max_bytes,
+            deposits_per_second: l.deposits_per_second,
+            deposit_burst: l.deposit_burst,
+            max_page_items: l.max_page_items,
+            max_page_bytes: l.max_page_bytes,
+            max_wait: Duration::from_secs(l.max_wait_seconds),
+            max_retention: Seconds::hours(l.max_retention_hours.max(1)),
+            max_streams_per_connection: l.max_streams_per_connection.max(1),
+        }
+    }
+
+    /// The SQLite database.
+    pub fn database_path(&self) -> PathBuf {
+        self.relay.data_dir.join("relay.sqlite")
+    }
+}

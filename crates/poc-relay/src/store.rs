@@ -1,0 +1,514 @@
+//! Where the relay keeps envelopes: a narrow storage trait, an in-memory
+//! implementation and a SQLite one (WAL, `synchronous=FULL`). Both pass the
+//! same conformance suite (`tests/store_conformance.rs`); a PostgreSQL backend
+//! for several stateless front ends would be a third implementation.
+//!
+//! What is stored per envelope is only what the outer header gives and the
+//! opaque bytes: mailbox id, expiry, length, the envelope. Never who
+//! deposited it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use poc_proto::Timestamp;
+use poc_proto::certificate::MailboxId;
+use rusqlite::{Connection, params};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("relay database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file is not in the expected state.
+    #[error("relay database: {0}")]
+    Corrupt(String),
+}
+
+/// An envelope to store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewEnvelope {
+    /// Recipient mailbox, from the outer header.
+    pub mailbox: MailboxId,
+    /// Expiry, from the outer header (possibly shortened by the relay).
+    pub expires_at: Timestamp,
+    /// The sealed envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for NewEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEnvelope")
+            .field("mailbox", &self.mailbox)
+            .field("expires_at", &self.expires_at)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// A stored envelope as fetched.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredEnvelope {
+    /// Store-wide id, increasing, never reused.
+    pub id: u64,
+    /// Expiry.
+    pub expires_at: Timestamp,
+    /// The sealed envelope.
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for StoredEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredEnvelope")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Per-mailbox limits enforced atomically with a deposit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Most envelopes one mailbox may hold.
+    pub max_envelopes: u64,
+    /// Most bytes one mailbox may hold.
+    pub max_bytes: u64,
+}
+
+/// What became of one deposit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DepositOutcome {
+    /// Stored durably under this id.
+    Stored(u64),
+    /// Refused: the mailbox already holds `max_envelopes`.
+    MailboxFull,
+    /// Refused: the envelope would take the mailbox past `max_bytes`.
+    MailboxBytesFull,
+}
+
+/// Envelope count and bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// Envelopes.
+    pub envelopes: u64,
+    /// Bytes of envelopes.
+    pub bytes: u64,
+}
+
+/// The relay's storage. Every method that changes state is durable when it
+/// returns (for the SQLite backend: committed with `synchronous=FULL`).
+pub trait RelayStore: Send {
+    /// Stores a batch of envelopes in order, each checked against `quota`
+    /// (counting the batch's earlier envelopes), in one transaction.
+    fn deposit_batch(
+        &mut self,
+        batch: &[NewEnvelope],
+        quota: Quota,
+    ) -> Result<Vec<DepositOutcome>, StoreError>;
+
+    /// Up to `max_items` unexpired envelopes of `mailbox` as of `now`, oldest
+    /// first, stopping before `max_bytes` would be exceeded (but always
+    /// including the first one). Nothing is deleted.
+    fn fetch(
+        &mut self,
+        mailbox: MailboxId,
+        now: Timestamp,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError>;
+
+    /// Deletes those of `ids` that are in `mailbox` (others are ignored:
+    /// a client can only delete its own mail). Returns how many were deleted.
+    fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError>;
+
+    /// Deletes every envelope whose expiry is before `now`; returns how many.
+    fn expire(&mut self, now: Timestamp) -> Result<u64, StoreError>;
+
+    /// What `mailbox` holds (expired envelopes not yet swept included).
+    fn usage(&mut self, mailbox: MailboxId) -> Result<Usage, StoreError>;
+
+    /// What the whole store holds.
+    fn totals(&mut self) -> Result<Usage, StoreError>;
+}
+
+fn len64(bytes: &[u8]) -> u64 {
+    u64::try_from(bytes.len()).unwrap_or(u64::MAX)
+}
+
+fn check_quota(usage: Usage, len: u64, quota: Quota) -> Option<DepositOutcome> {
+    if usage.envelopes >= quota.max_envelopes {
+        Some(DepositOutcome::MailboxFull)
+    } else if usage.bytes.saturating_add(len) > quota.max_bytes {
+        Some(DepositOutcome::MailboxBytesFull)
+    } else {
+        None
+    }
+}
+
+/// Envelopes in memory: for tests and for a relay that may lose its mail on
+/// restart.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    next_id: u64,
+    mailboxes: HashMap<MailboxId, BTreeMap<u64, StoredEnvelope>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+}
+
+fn usage_of<'a>(envelopes: impl Iterator<Item = &'a StoredEnvelope>) -> Usage {
+    envelopes.fold(Usage::default(), |u, e| Usage {
+        envelopes: u.envelopes + 1,
+        bytes: u.bytes.saturating_add(len64(&e.bytes)),
+    })
+}
+
+impl RelayStore for MemoryStore {
+    fn deposit_batch(
+        &mut self,
+        batch: &[NewEnvelope],
+        quota: Quota,
+    ) -> Result<Vec<DepositOutcome>, StoreError> {
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for new in batch {
+            let mailbox = self.mailboxes.entry(new.mailbox).or_default();
+            let usage = usage_of(mailbox.values());
+            if let Some(refused) = check_quota(usage, len64(&new.bytes), quota) {
+                outcomes.push(refused);
+                continue;
+            }
+            self.next_id += 1;
+            let id = self.next_id;
+            mailbox.insert(
+                id,
+                StoredEnvelope {
+                    id,
+                    expires_at: new.expires_at,
+                    bytes: new.bytes.clone(),
+                },
+            );
+            outcomes.push(DepositOutcome::Stored(id));
+        }
+        Ok(outcomes)
+    }
+
+    fn fetch(
+        &mut self,
+        mailbox: MailboxId,
+        now: Timestamp,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for e in self
+            .mailboxes
+            .get(&mailbox)
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            if page.len() >= max_items {
+                break;
+            }
+            if e.expires_at < now {
+                continue;
+            }
+            if !page.is_empty() && bytes.saturating_add(e.bytes.len()) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(e.bytes.len());
+            page.push(e.clone());
+        }
+        Ok(page)
+    }
+
+    fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
+        let Some(envelopes) = self.mailboxes.get_mut(&mailbox) else {
+            return Ok(0);
+        };
+        let deleted = ids
+            .iter()
+            .filter(|id| envelopes.remove(id).is_some())
+            .count();
+        Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+    }
+
+    fn expire(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut dropped = 0u64;
+        for envelopes in self.mailboxes.values_mut() {
+            let before = envelopes.len();
+            envelopes.retain(|_, e| e.expires_at >= now);
+            dropped += u64::try_from(before - envelopes.len()).unwrap_or(0);
+        }
+        self.mailboxes.retain(|_, m| !m.is_empty());
+        Ok(dropped)
+    }
+
+    fn usage(&mut self, mailbox: MailboxId) -> Result<Usage, StoreError> {
+        Ok(usage_of(
+            self.mailboxes
+                .get(&mailbox)
+                .into_iter()
+                .flat_map(|m| m.values()),
+        ))
+    }
+
+    fn totals(&mut self) -> Result<Usage, StoreError> {
+        Ok(usage_of(self.mailboxes.values().flat_map(|m| m.values())))
+    }
+}
+
+/// Envelopes in a SQLite file (WAL, `synchronous=FULL`, `secure_delete=FAST`:
+/// deleted rows are zeroed where that costs no extra I/O; what may linger in
+/// free pages is ciphertext the relay held anyway).
+///
+/// Per-mailbox usage (for quotas) is kept in memory, loaded at open and
+/// updated after each commit: the store thread is the database's only
+/// writer, and counting a mailbox's rows on every deposit would make a
+/// backlog quadratic.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    usage: HashMap<MailboxId, Usage>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS envelopes (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    mailbox    BLOB    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    len        INTEGER NOT NULL,
+    bytes      BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS envelopes_by_mailbox ON envelopes (mailbox, id);
+CREATE INDEX IF NOT EXISTS envelopes_by_expiry ON envelopes (expires_at);
+";
+
+/// SQLite stores integers as i64; times beyond that saturate.
+fn time_sql(t: Timestamp) -> i64 {
+    i64::try_from(t.0).unwrap_or(i64::MAX)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Pages large enough for a typical envelope to sit in its row rather
+        // than in overflow pages (takes effect only when the file is new).
+        conn.execute_batch("PRAGMA page_size = 16384;")?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Corrupt(format!(
+                "could not enable WAL (journal_mode is {mode})"
+            )));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = FAST;
+             PRAGMA trusted_schema = OFF;",
+        )?;
+        conn.execute_batch(SCHEMA)?;
+        let mut usage = HashMap::new();
+        {
+            let mut stmt =
+                conn.prepare("SELECT mailbox, count(*), sum(len) FROM envelopes GROUP BY mailbox")?;
+            let rows = stmt.query_map([], |row| {
+                Ok((
+                    row.get::<_, Vec<u8>>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, Option<i64>>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (mailbox, count, bytes) = row?;
+                let mailbox: [u8; 16] = mailbox
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a mailbox id is not 16 bytes".into()))?;
+                usage.insert(
+                    MailboxId(mailbox),
+                    Usage {
+                        envelopes: u64::try_from(count).unwrap_or(0),
+                        bytes: u64::try_from(bytes.unwrap_or(0)).unwrap_or(0),
+                    },
+                );
+            }
+        }
+        Ok(SqliteStore { conn, usage })
+    }
+
+    fn ack_inner(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let (mut deleted, mut bytes) = (0i64, 0i64);
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2 RETURNING len",
+            )?;
+            for id in ids {
+                let Ok(id) = i64::try_from(*id) else { continue };
+                let mut rows = stmt.query(params![id, &mailbox.0[..]])?;
+                while let Some(row) = rows.next()? {
+                    deleted += 1;
+                    bytes += row.get::<_, i64>(0)?;
+                }
+            }
+        }
+        tx.commit()?;
+        self.apply(mailbox, -deleted, -bytes);
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
+    fn apply(&mut self, mailbox: MailboxId, envelopes: i64, bytes: i64) {
+        let entry = self.usage.entry(mailbox).or_default();
+        entry.envelopes = entry.envelopes.saturating_add_signed(envelopes);
+        entry.bytes = entry.bytes.saturating_add_signed(bytes);
+        if entry.envelopes == 0 {
+            self.usage.remove(&mailbox);
+        }
+    }
+
+    /// A pragma's current value, for tests.
+    pub fn pragma(&self, name: &str) -> Result<String, StoreError> {
+        Ok(self
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |row| {
+                row.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|v| match v {
+                rusqlite::types::Value::Integer(i) => i.to_string(),
+                rusqlite::types::Value::Text(t) => t,
+                other => format!("{other:?}"),
+            })?)
+    }
+}
+
+impl RelayStore for SqliteStore {
+    fn deposit_batch(
+        &mut self,
+        batch: &[NewEnvelope],
+        quota: Quota,
+    ) -> Result<Vec<DepositOutcome>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        // Usage as it will be once this batch commits.
+        let mut pending: HashMap<MailboxId, Usage> = HashMap::new();
+        for new in batch {
+            let usage = pending
+                .entry(new.mailbox)
+                .or_insert_with(|| self.usage.get(&new.mailbox).copied().unwrap_or_default());
+            let len = len64(&new.bytes);
+            if let Some(refused) = check_quota(*usage, len, quota) {
+                outcomes.push(refused);
+                continue;
+            }
+            usage.envelopes += 1;
+            usage.bytes = usage.bytes.saturating_add(len);
+            tx.execute(
+                "INSERT INTO envelopes (mailbox, expires_at, len, bytes) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    &new.mailbox.0[..],
+                    time_sql(new.expires_at),
+                    i64::try_from(len).unwrap_or(i64::MAX),
+                    &new.bytes
+                ],
+            )?;
+            let id = u64::try_from(tx.last_insert_rowid())
+                .map_err(|_| StoreError::Corrupt("negative envelope id".into()))?;
+            outcomes.push(DepositOutcome::Stored(id));
+        }
+        tx.commit()?;
+        for (mailbox, usage) in pending {
+            self.usage.insert(mailbox, usage);
+        }
+        Ok(outcomes)
+    }
+
+    fn fetch(
+        &mut self,
+        mailbox: MailboxId,
+        now: Timestamp,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<StoredEnvelope>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, expires_at, bytes FROM envelopes \
+             WHERE mailbox = ?1 AND expires_at >= ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let limit = i64::try_from(max_items).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![&mailbox.0[..], time_sql(now), limit], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?;
+        let mut page = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (id, expires_at, envelope) = row?;
+            if !page.is_empty() && bytes.saturating_add(envelope.len()) > max_bytes {
+                break;
+            }
+            bytes = bytes.saturating_add(envelope.len());
+            page.push(StoredEnvelope {
+                id: u64::try_from(id).unwrap_or(0),
+                expires_at: Timestamp(u64::try_from(expires_at).unwrap_or(0)),
+                bytes: envelope,
+            });
+        }
+        Ok(page)
+    }
+
+    fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
+        // A deletion need not reach the disk before we answer: if a crash
+        // loses it, the envelope is fetched again and the recipient, which
+        // has recorded it, acknowledges it as a duplicate. So this commit
+        // skips the fsync; the next deposit's FULL commit syncs the WAL,
+        // this deletion included.
+        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let result = self.ack_inner(mailbox, ids);
+        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
+        result
+    }
+
+    fn expire(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut dropped: Vec<(MailboxId, i64, i64)> = Vec::new();
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM envelopes WHERE expires_at < ?1 RETURNING mailbox, len",
+            )?;
+            let mut rows = stmt.query(params![time_sql(now)])?;
+            while let Some(row) = rows.next()? {
+                let mailbox: [u8; 16] = row
+                    .get::<_, Vec<u8>>(0)?
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("a mailbox id is not 16 bytes".into()))?;
+                dropped.push((MailboxId(mailbox), 1, row.get::<_, i64>(1)?));
+            }
+        }
+        tx.commit()?;
+        let count = dropped.len();
+        for (mailbox, n, bytes) in dropped {
+            self.apply(mailbox, -n, -bytes);
+        }
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn usage(&mut self, mailbox: MailboxId) -> Result<Usage, StoreError> {
+        Ok(self.usage.get(&mailbox).copied().unwrap_or_default())
+    }
+
+    fn totals(&mut self) -> Result<Usage, StoreError> {
+        Ok(self.usage.values().fold(Usage::default(), |t, u| Usage {
+            envelopes: t.envelopes + u.envelopes,
+            bytes: t.bytes.saturating_add(u.bytes),
+        }))
+    }
+}
