@@ -450,6 +450,10 @@ pub(crate) fn status(s: &StatusView) -> String {
         let _ = writeln!(out, "\nPending deliveries:");
         out.push_str(&indent(&outbox(&s.pending), 2));
     }
+    if !s.recent.is_empty() {
+        let _ = writeln!(out, "\nRecent deliveries (newest first):");
+        out.push_str(&indent(&outbox(&s.recent), 2));
+    }
     if s.overdue.is_empty() {
         let _ = writeln!(out, "\nNo overdue deadlines.");
     } else {

@@ -576,7 +576,34 @@ fn status_outbox_and_directory_render() {
             outbox_pending: 0,
             outbox_delivered: 5,
             outbox_failed: 0,
-            pending: vec![],
+            pending: vec![poc_control::OutboxView {
+                id: 8,
+                message_id: NEW_MESSAGE,
+                thread_id: OTHER_THREAD,
+                recipient: id("KEN.cert"),
+                kind: "inquiry".into(),
+                status: "pending".into(),
+                attempts: 3,
+                last_error: Some("direct: connection refused; relay eu-1: timed out".into()),
+                delivered_via: None,
+                delivered_at: None,
+                created_at: Timestamp(1_795_000_000),
+                next_attempt_at: Some(Timestamp(1_795_000_060)),
+            }],
+            recent: vec![poc_control::OutboxView {
+                id: 7,
+                message_id: INQUIRY_ID,
+                thread_id: OTHER_THREAD,
+                recipient: id("FRA.cert"),
+                kind: "inquiry".into(),
+                status: "delivered".into(),
+                attempts: 2,
+                last_error: None,
+                delivered_via: Some("relay eu-1".into()),
+                delivered_at: Some(Timestamp(1_795_000_030)),
+                created_at: Timestamp(1_795_000_000),
+                next_attempt_at: None,
+            }],
             overdue: vec![(
                 THREAD,
                 DeadlineView {
@@ -604,6 +631,14 @@ fn status_outbox_and_directory_render() {
     assert!(stdout.contains("EST.cert (technical)"), "{stdout}");
     assert!(stdout.contains("OVERDUE"), "{stdout}");
     assert!(stdout.contains("snapshot 3"), "{stdout}");
+    // Per outbox entry: why it is still pending, and how it was delivered.
+    assert!(stdout.contains("Pending deliveries"), "{stdout}");
+    assert!(
+        stdout.contains("direct: connection refused; relay eu-1: timed out"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Recent deliveries"), "{stdout}");
+    assert!(stdout.contains("via relay eu-1"), "{stdout}");
     let out = pocd.poc(&["outbox"]);
     assert!(text(&out.stdout).contains("empty"));
     let out = pocd.poc(&["directory"]);

@@ -205,6 +205,9 @@ pub struct OutboxView {
     pub next_attempt_at: Option<Timestamp>,
 }
 
+/// How many finished outbox entries [`StatusView::recent`] carries.
+pub const STATUS_RECENT: usize = 10;
+
 /// Node status.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
@@ -226,6 +229,11 @@ pub struct StatusView {
     pub outbox_failed: u32,
     /// Entries still pending, with why.
     pub pending: Vec<OutboxView>,
+    /// The most recently finished entries (newest first, at most
+    /// [`STATUS_RECENT`]), with how each was delivered (direct or which
+    /// relay) or why it failed.
+    #[serde(default)]
+    pub recent: Vec<OutboxView>,
     /// Overdue deadlines, by thread.
     pub overdue: Vec<(ThreadId, DeadlineView)>,
 }

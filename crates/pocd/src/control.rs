@@ -226,6 +226,13 @@ async fn status(node: &Arc<Node>) -> Result<StatusView, ApiError> {
             .filter(|i| i.status == OutboxStatus::Pending)
             .map(outbox_view)
             .collect(),
+        recent: items
+            .iter()
+            .rev()
+            .filter(|i| i.status != OutboxStatus::Pending)
+            .take(poc_control::STATUS_RECENT)
+            .map(outbox_view)
+            .collect(),
         overdue,
     })
 }

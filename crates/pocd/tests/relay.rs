@@ -93,6 +93,14 @@ fn an_offline_recipient_gets_its_mail_through_the_relay_and_the_relay_sees_no_pl
     let sent = send(&est, "FRA.cert", Body::Inquiry(body));
     assert_eq!(delivered_via(&est, sent.message_id), "relay relay-a");
     assert_eq!(relay.metric("poc_relay_stored_envelopes"), 1);
+    // `poc status` says so per entry, with why the direct attempt failed.
+    let status: poc_control::StatusView = est.call(&Request::Status);
+    let entry = status
+        .recent
+        .iter()
+        .find(|o| o.message_id == sent.message_id)
+        .expect("the inquiry among the recent deliveries");
+    assert_eq!(entry.delivered_via.as_deref(), Some("relay relay-a"));
 
     // The sender goes offline too: the receipt must travel by the relay.
     est.kill9();
