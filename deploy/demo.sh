@@ -4,6 +4,8 @@
 #
 #   EST.cert (technical, Estonia)  --inquiry-->  FRA.cert (technical, France)
 #   KEN.mfa  (diplomatic, Kenya)   tries to write to FRA.cert: refused by role.
+#   FRA.cert goes offline; EST.cert's next inquiry waits, sealed, at a relay
+#   that cannot read it, and reaches FRA.cert when it comes back.
 #
 # Usage: deploy/demo.sh            (builds release binaries first)
 # Everything lives in a temporary directory that is removed at the end
@@ -13,13 +15,13 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "Building pocd, poc and poc-directory (release)"
-cargo build --release --locked -q -p pocd -p poc-cli -p poc-directory
+say "Building pocd, poc, poc-directory and poc-relay (release)"
+cargo build --release --locked -q -p pocd -p poc-cli -p poc-directory -p poc-relay
 # Ask cargo where it builds (CARGO_TARGET_DIR or a config may move it).
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET_DIR/release"
-POC="$BIN/poc"; POCD="$BIN/pocd"; DIRTOOL="$BIN/poc-directory"
+POC="$BIN/poc"; POCD="$BIN/pocd"; DIRTOOL="$BIN/poc-directory"; RELAY="$BIN/poc-relay"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pocnet-demo.XXXXXX")
 PIDS=()
@@ -35,7 +37,7 @@ port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_
 
 say "Key ceremonies: the manager, three State roots, three PoCs"
 "$DIRTOOL" init --out "$WORK/manager" >/dev/null
-declare -A PORT ROLE
+declare -A PORT ROLE PID
 ROLE[EST.cert]=technical; ROLE[FRA.cert]=technical; ROLE[KEN.mfa]=diplomatic
 CERTS=(); STATES=()
 for poc in EST.cert FRA.cert KEN.mfa; do
@@ -52,6 +54,25 @@ done
 say "The directory manager builds and signs the directory"
 "$DIRTOOL" build --manager-key "$WORK/manager/manager.key" "${STATES[@]}" "${CERTS[@]}" \
     --sequence 1 --out "$WORK/directory.snapshot"
+
+say "Starting a relay (store and forward of sealed envelopes; it sees only mailbox ids)"
+mkdir -p "$WORK/relay"
+RELAY_PORT=$(port); RELAY_METRICS=$(port)
+RELAY_KEY=$("$RELAY" --keygen "$WORK/relay/relay.key")
+cat > "$WORK/relay/poc-relay.toml" <<TOML
+[relay]
+listen = "127.0.0.1:$RELAY_PORT"
+data_dir = "data"
+identity_key = "relay.key"
+metrics_listen = "127.0.0.1:$RELAY_METRICS"
+
+[directory]
+snapshot = "../directory.snapshot"
+manager_key = "../manager/manager.pub"
+TOML
+"$RELAY" --config "$WORK/relay/poc-relay.toml" 2>"$WORK/relay/relay.log" &
+PIDS+=($!)
+echo "  relay-un on 127.0.0.1:$RELAY_PORT, key $RELAY_KEY"
 
 say "Starting three pocd daemons"
 for poc in EST.cert FRA.cert KEN.mfa; do
@@ -70,9 +91,15 @@ manager_key = "../manager/manager.pub"
 [delivery]
 retry_initial_seconds = 1
 retry_max_seconds = 5
+
+[[relay]]
+name = "relay-un"
+address = "127.0.0.1:$RELAY_PORT"
+public_key = "$RELAY_KEY"
 TOML
   "$POCD" --config "$WORK/$poc/pocd.toml" 2>"$WORK/$poc/pocd.log" &
   PIDS+=($!)
+  PID[$poc]=$!
 done
 for poc in EST.cert FRA.cert KEN.mfa; do
   for _ in $(seq 100); do [ -S "$WORK/$poc/data/pocd.sock" ] && break; sleep 0.1; done
@@ -85,7 +112,7 @@ ken() { "$POC" --config "$WORK/KEN.mfa/pocd.toml" "$@"; }
 # Waits until `cmd` prints something matching `pattern`.
 wait_for() {
   local pattern=$1; shift
-  for _ in $(seq 100); do "$@" 2>/dev/null | grep -q -- "$pattern" && return 0; sleep 0.1; done
+  for _ in $(seq 300); do "$@" 2>/dev/null | grep -q -- "$pattern" && return 0; sleep 0.1; done
   echo "timed out waiting for '$pattern' from: $*"; return 1
 }
 
@@ -121,6 +148,21 @@ else
   sed 's/^/  /' "$WORK/ken.err"
 fi
 
+say "FRA.cert goes offline; EST.cert's next inquiry goes to the relay, sealed"
+kill -TERM "${PID[FRA.cert]}"; wait "${PID[FRA.cert]}" 2>/dev/null || true
+est inquire --to FRA.cert --summary "Phishing wave using look-alike domains of your ministries" \
+  --category phishing --indicator domain:gouv-fr.example.net --handling green >/dev/null 2>&1
+THREAD2=$(est inbox --json | python3 -c 'import json,sys; print([t["thread_id"] for t in json.load(sys.stdin) if t["subject"].startswith("Phishing")][0])')
+wait_for "via relay relay-un" est outbox
+est outbox | grep -F "via relay relay-un" | sed 's/^/  /'
+
+say "FRA.cert comes back and takes its mail from the relay; the receipt returns"
+"$POCD" --config "$WORK/FRA.cert/pocd.toml" 2>>"$WORK/FRA.cert/pocd.log" &
+PIDS+=($!)
+wait_for "$THREAD2" fra inbox
+wait_for "receipt" est show "$THREAD2"
+echo "  delivered through the relay and receipted"
+
 say "The thread as EST.cert sees it"
 est show "$THREAD"
 say "The thread as FRA.cert sees it"
@@ -131,7 +173,7 @@ est record verify
 fra record verify
 
 say "Shutting down"
-for pid in "${PIDS[@]}"; do kill -TERM "$pid"; done
+for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${PIDS[@]}"; do wait "$pid" || true; done
 PIDS=()
 echo "done."

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -76,6 +77,10 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     deadlines.abort();
     outbox.abort();
     node.endpoint.close();
+    // Let the close frames reach the peers, so they stop using their
+    // connections now (and fall back to relays) instead of at their idle
+    // timeout; bounded, since a vanished peer never answers.
+    let _ = tokio::time::timeout(Duration::from_secs(1), node.endpoint.wait_idle()).await;
     let _ = std::fs::remove_file(node.config.control_socket());
     Ok(())
 }
