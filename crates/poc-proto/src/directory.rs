@@ -19,8 +19,10 @@ use crate::envelope::{PeerDirectory, PeerStatus};
 use crate::error::{CertificateError, DecodeError};
 use crate::identity::{Issuer, PocId, StateCode};
 use crate::keys::{
-    ManagerKeyPair, ManagerPublicKey, Signature, SignatureLabel, StateRootPublicKey,
+    ManagerKeyPair, ManagerPublicKey, Signature, SignatureLabel, StateRootKeyPair,
+    StateRootPublicKey,
 };
+use crate::message::Language;
 use crate::time::Timestamp;
 use crate::validate::{Validate, Validator};
 
@@ -47,12 +49,165 @@ pub struct DirectoryEntry {
     pub prekeys: Vec<SignedPrekey>,
     /// Whether the State revoked it.
     pub revoked: bool,
+    /// Contact details and status, signed by the State's root key (absent
+    /// for the manager's own entry and for entries built from a bare
+    /// certificate).
+    pub details: Option<SignedEntryDetails>,
 }
 
 impl Validate for DirectoryEntry {
     fn validate(&self, v: &mut Validator) {
         v.field("certificate", |v| self.certificate.validate(v));
         v.list("prekeys", &self.prekeys, limits::MAX_PUBLISHED_PREKEYS);
+        if let Some(details) = &self.details {
+            v.field("details", |v| details.validate(v));
+        }
+    }
+}
+
+/// Most working languages an entry may list (the six UN official ones).
+pub const MAX_WORKING_LANGUAGES: usize = 6;
+
+/// What a State says about one of its PoCs besides its keys: who and how to
+/// reach them by other means, in which languages, and whether the PoC is
+/// revoked. Signed by the State's root key ([`SignedEntryDetails`]), so the
+/// manager can neither write nor alter it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryDetails {
+    /// The PoC these details belong to.
+    pub poc_id: PocId,
+    /// Increases with every update the State signs for this PoC, so an
+    /// older statement cannot be put back in place of a newer one.
+    pub revision: u64,
+    /// Entity or institution (e.g. the national CERT, the foreign ministry).
+    pub entity: String,
+    /// Person's name (optional: many States list a function, not a person).
+    pub person_name: Option<String>,
+    /// Person's title.
+    pub person_title: Option<String>,
+    /// Telephone, in international format.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Languages the PoC works in (UN official languages).
+    pub working_languages: Vec<Language>,
+    /// The language the entry's free text is written in.
+    pub language: Language,
+    /// An English translation of the entity and title, when `language` is
+    /// not English.
+    pub english: Option<String>,
+    /// The State revoked this PoC: no one may send to it or accept from it.
+    pub revoked: bool,
+}
+
+impl Validate for Language {
+    fn validate(&self, _: &mut Validator) {}
+}
+
+impl Validate for EntryDetails {
+    fn validate(&self, v: &mut Validator) {
+        v.non_empty_short_text("entity", &self.entity);
+        v.optional_short_text("person_name", &self.person_name);
+        v.optional_short_text("person_title", &self.person_title);
+        v.optional_short_text("phone", &self.phone);
+        v.optional_short_text("email", &self.email);
+        v.optional_short_text("english", &self.english);
+        v.list(
+            "working_languages",
+            &self.working_languages,
+            MAX_WORKING_LANGUAGES,
+        );
+    }
+}
+
+/// [`EntryDetails`] as they travel: the encoded body and the State root
+/// key's signature over exactly those bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEntryDetails {
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for SignedEntryDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedEntryDetails")
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Validate for SignedEntryDetails {
+    fn validate(&self, v: &mut Validator) {
+        v.max_len("body", self.body.len(), limits::MAX_CERTIFICATE_BYTES);
+    }
+}
+
+impl SignedEntryDetails {
+    /// Encodes and signs `details` with the State's root key.
+    pub fn sign(details: &EntryDetails, root: &StateRootKeyPair) -> Result<Self, CertificateError> {
+        let body = codec::encode(details)?;
+        let signature = root.sign(SignatureLabel::DirectoryEntry, &body);
+        Ok(SignedEntryDetails { body, signature })
+    }
+
+    /// The details, decoded but **not verified**.
+    pub fn unverified(&self) -> Result<EntryDetails, CertificateError> {
+        Ok(codec::decode(&self.body, limits::MAX_CERTIFICATE_BYTES)?)
+    }
+
+    /// Verifies the State root signature and decodes the details.
+    pub fn verify(&self, root: &StateRootPublicKey) -> Result<EntryDetails, CertificateError> {
+        if !root.verify(SignatureLabel::DirectoryEntry, &self.body, &self.signature) {
+            return Err(CertificateError::BadSignature);
+        }
+        self.unverified()
+    }
+}
+
+/// What a State submits to the directory for one of its PoCs: the
+/// certificate and the details, both signed by the State's root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntrySubmission {
+    /// The PoC's certificate.
+    pub certificate: PocCertificate,
+    /// Its details.
+    pub details: SignedEntryDetails,
+}
+
+impl Validate for EntrySubmission {
+    fn validate(&self, v: &mut Validator) {
+        v.field("certificate", |v| self.certificate.validate(v));
+        v.field("details", |v| self.details.validate(v));
+    }
+}
+
+impl EntrySubmission {
+    /// Decodes a submission (not yet verified).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertificateError> {
+        Ok(codec::decode(bytes, 4 * limits::MAX_CERTIFICATE_BYTES)?)
+    }
+
+    /// Encodes the submission.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CertificateError> {
+        Ok(codec::encode(self)?)
+    }
+
+    /// Verifies both parts against `root` and that they name the same PoC.
+    pub fn verify(
+        &self,
+        root: &StateRootPublicKey,
+    ) -> Result<(VerifiedCertificate, EntryDetails), CertificateError> {
+        let certificate = self.certificate.verify_by_state(root)?;
+        let details = self.details.verify(root)?;
+        if details.poc_id != *certificate.poc_id() {
+            return Err(CertificateError::Inconsistent(format!(
+                "the details name {} but the certificate {}",
+                details.poc_id,
+                certificate.poc_id()
+            )));
+        }
+        Ok((certificate, details))
     }
 }
 
@@ -273,10 +428,52 @@ fn verify_entry(
         .map(|signed| certificate.verify_prekey(signed))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    let details = match (&entry.details, claimed.issuer) {
+        (None, _) => None,
+        (Some(signed), Issuer::State(state)) => {
+            let root = roots.get(&state).ok_or_else(|| {
+                reject(
+                    Some(claimed.poc_id.clone()),
+                    CertificateError::Inconsistent(format!("{state} is not enrolled")),
+                )
+            })?;
+            let details = signed.verify(root).map_err(|e| {
+                reject(
+                    Some(claimed.poc_id.clone()),
+                    match e {
+                        CertificateError::BadSignature => CertificateError::Inconsistent(format!(
+                            "the entry details are not signed by {state}'s enrolled root key"
+                        )),
+                        other => other,
+                    },
+                )
+            })?;
+            if details.poc_id != claimed.poc_id {
+                return Err(reject(
+                    Some(claimed.poc_id.clone()),
+                    CertificateError::Inconsistent(format!(
+                        "the entry details name {}",
+                        details.poc_id
+                    )),
+                ));
+            }
+            Some(details)
+        }
+        (Some(_), Issuer::DirectoryManager) => {
+            return Err(reject(
+                Some(claimed.poc_id.clone()),
+                CertificateError::Inconsistent(
+                    "the manager's own entry carries no State details".into(),
+                ),
+            ));
+        }
+    };
+    let revoked = entry.revoked || details.as_ref().is_some_and(|d| d.revoked);
     Ok(VerifiedEntry {
         certificate,
         prekeys,
-        revoked: entry.revoked,
+        revoked,
+        details,
     })
 }
 
@@ -289,6 +486,8 @@ pub struct VerifiedEntry {
     pub prekeys: Vec<VerifiedPrekey>,
     /// Revoked by its State.
     pub revoked: bool,
+    /// The State-signed details, if the entry carries them.
+    pub details: Option<EntryDetails>,
 }
 
 /// An entry of a snapshot that did not verify, kept for the node to report.
@@ -422,6 +621,7 @@ mod tests {
                 certificate: p.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             })
             .collect();
         let body = SnapshotBody {
@@ -509,6 +709,7 @@ mod tests {
                 certificate: forged,
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             }],
         };
         let dir = SignedSnapshot::sign(&body, &world.manager)
@@ -548,6 +749,7 @@ mod tests {
                 certificate: fra.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: true,
+                details: None,
             }],
         };
         let dir = SignedSnapshot::sign(&body, &world.manager)
@@ -556,5 +758,109 @@ mod tests {
             .unwrap();
         assert!(matches!(dir.lookup(fra.id()), PeerStatus::Revoked));
         assert_eq!(dir.current_prekey(fra.id(), NOW).unwrap(), fra.prekey());
+    }
+    fn details(poc: &str, revoked: bool) -> EntryDetails {
+        EntryDetails {
+            poc_id: PocId::new(poc).unwrap(),
+            revision: 1,
+            entity: "CERT-EE".into(),
+            person_name: None,
+            person_title: Some("Head of incident response".into()),
+            phone: Some("+372 000 0000".into()),
+            email: Some("cert@example.invalid".into()),
+            working_languages: vec![Language::English, Language::Russian],
+            language: Language::English,
+            english: None,
+            revoked,
+        }
+    }
+
+    fn single(world: &World, entry: DirectoryEntry) -> VerifiedDirectory {
+        let body = SnapshotBody {
+            sequence: 1,
+            previous: SnapshotDigest([0; 32]),
+            issued_at: NOW,
+            states: world
+                .roots
+                .iter()
+                .map(|(state, root)| StateEnrolment {
+                    state: *state,
+                    root_key: root.public(),
+                })
+                .collect(),
+            entries: vec![entry],
+        };
+        SignedSnapshot::sign(&body, &world.manager)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap()
+    }
+
+    #[test]
+    fn entry_details_must_be_signed_by_the_state_root() {
+        let world = World::new();
+        let est = world.poc("EST.cert");
+        let root = &world.roots[&StateCode::new("EST").unwrap()];
+        let signed = SignedEntryDetails::sign(&details("EST.cert", false), root).unwrap();
+        let submission = EntrySubmission {
+            certificate: est.certificate.certificate().clone(),
+            details: signed.clone(),
+        };
+        let bytes = submission.to_bytes().unwrap();
+        let (cert, got) = EntrySubmission::from_bytes(&bytes)
+            .unwrap()
+            .verify(&root.public())
+            .unwrap();
+        assert_eq!(cert.poc_id().as_str(), "EST.cert");
+        assert_eq!(got.entity, "CERT-EE");
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(signed),
+            },
+        );
+        assert_eq!(
+            dir.entries()[est.id()].details.as_ref().unwrap().entity,
+            "CERT-EE"
+        );
+        // Details signed by another key (the manager forging a phone number):
+        // the entry is set aside.
+        let other = crate::keys::StateRootKeyPair::from_secret_bytes(&[7; 32]);
+        let forged = SignedEntryDetails::sign(&details("EST.cert", false), &other).unwrap();
+        assert_eq!(
+            EntrySubmission {
+                certificate: est.certificate.certificate().clone(),
+                details: forged.clone(),
+            }
+            .verify(&root.public())
+            .unwrap_err(),
+            CertificateError::BadSignature
+        );
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(forged),
+            },
+        );
+        assert!(dir.entries().is_empty());
+        assert!(dir.rejected()[0].reason.to_string().contains("root key"));
+        // A State-signed revocation revokes.
+        let revoked = SignedEntryDetails::sign(&details("EST.cert", true), root).unwrap();
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(revoked),
+            },
+        );
+        assert!(matches!(dir.lookup(est.id()), PeerStatus::Revoked));
     }
 }
