@@ -864,3 +864,69 @@ mod tests {
         assert!(matches!(dir.lookup(est.id()), PeerStatus::Revoked));
     }
 }
+
+/// The snapshot fetch protocol between a node and the directory service,
+/// one request and one response per QUIC stream (ALPN
+/// `pocnet-directory/1`). Sans-IO: only the frame encodings.
+///
+/// Request: `00` (the latest snapshot) or `01 || u64be(sequence)` (that
+/// snapshot). Response: `00 || signed snapshot` or `01 || UTF-8 reason`.
+pub mod fetch {
+    /// What a node asks for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum FetchRequest {
+        /// The newest snapshot.
+        Latest,
+        /// Snapshot number `n`.
+        Get(u64),
+    }
+
+    impl FetchRequest {
+        /// The request frame.
+        pub fn encode(self) -> Vec<u8> {
+            match self {
+                FetchRequest::Latest => vec![0],
+                FetchRequest::Get(n) => {
+                    let mut out = vec![1];
+                    out.extend_from_slice(&n.to_be_bytes());
+                    out
+                }
+            }
+        }
+
+        /// Parses a request frame.
+        pub fn decode(bytes: &[u8]) -> Option<FetchRequest> {
+            match bytes {
+                [0] => Some(FetchRequest::Latest),
+                [1, rest @ ..] => Some(FetchRequest::Get(u64::from_be_bytes(
+                    <[u8; 8]>::try_from(rest).ok()?,
+                ))),
+                _ => None,
+            }
+        }
+    }
+
+    /// A response frame carrying a snapshot.
+    pub fn snapshot_response(snapshot: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(snapshot.len() + 1);
+        out.push(0);
+        out.extend_from_slice(snapshot);
+        out
+    }
+
+    /// A response frame carrying a refusal.
+    pub fn error_response(reason: &str) -> Vec<u8> {
+        let mut out = vec![1];
+        out.extend_from_slice(reason.as_bytes());
+        out
+    }
+
+    /// Splits a response: the snapshot bytes, or the service's reason.
+    pub fn decode_response(bytes: &[u8]) -> Result<&[u8], String> {
+        match bytes {
+            [0, rest @ ..] => Ok(rest),
+            [1, rest @ ..] => Err(String::from_utf8_lossy(rest).into_owned()),
+            _ => Err("empty or unknown response from the directory service".into()),
+        }
+    }
+}

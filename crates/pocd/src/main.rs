@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
+mod clock;
 mod config;
 mod control;
 mod db;
+mod directory_sync;
+mod directory_view;
 mod node;
+mod pings;
 mod threads;
 
 /// The pocnet node daemon.
@@ -52,7 +56,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
+    if let Some(offset) = clock::test_offset() {
+        tracing::warn!(offset, "TEST CLOCK: POCNET_CLOCK_OFFSET_FILE is set; time is shifted");
+    }
     let node = node::Node::start(config).await?;
+    directory_sync::restore(&node).await?;
+    let sync = tokio::spawn(directory_sync::run_periodic(node.clone()));
     let inbound = tokio::spawn(node.clone().run_inbound());
     let outbox = tokio::spawn(node.clone().run_outbox());
     let control = tokio::spawn(control::serve(node.clone()));
@@ -68,6 +77,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         }
     }
     inbound.abort();
+    sync.abort();
     deadlines.abort();
     outbox.abort();
     node.endpoint.close();

@@ -1,0 +1,137 @@
+//! The service's subcommands: `serve`, `enrol`, `submit`, `campaign`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow, bail};
+use clap::Subcommand;
+use poc_directory::clock;
+use poc_directory::service::{self, ServiceConfig, pings, report};
+use poc_keyfile::KeyKind;
+use poc_proto::keys::StateRootPublicKey;
+use poc_proto::StateCode;
+
+/// `poc-directory campaign ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CampaignCommand {
+    /// Ask the running service to start a ping campaign now.
+    Start {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Report on a campaign (the newest by default).
+    Report {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The campaign id (hex).
+        #[arg(long, value_name = "ID")]
+        campaign: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `poc-directory serve`.
+pub(crate) fn serve(config: &Path) -> anyhow::Result<String> {
+    let config = ServiceConfig::load(config)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POC_DIRECTORY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        tokio::select! {
+            r = service::serve(config) => r,
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })?;
+    Ok(String::new())
+}
+
+/// `poc-directory enrol`.
+pub(crate) fn enrol(
+    config: &Path,
+    state: StateCode,
+    root_key: &Path,
+    replace: bool,
+) -> anyhow::Result<String> {
+    let config = ServiceConfig::load(config)?;
+    let file = poc_keyfile::read_public(root_key, KeyKind::StateRoot)?;
+    if let Some(label) = file.label.as_deref().map(str::trim)
+        && !label.is_empty()
+        && label != state.as_str()
+    {
+        bail!(
+            "{} is labelled {label}, not {state}: pair each State with its own state-root.pub",
+            root_key.display()
+        );
+    }
+    let key = StateRootPublicKey::from_bytes(file.public)
+        .map_err(|e| anyhow!("{}: not a usable root key: {e}", root_key.display()))?;
+    let (mut db, side) = service::open(&config)?;
+    let sequence = db.enrol(state, key, replace, &side.manager, &side.certificate, clock::now())?;
+    Ok(format!(
+        "{state} enrolled with root key {}.\nDirectory snapshot {sequence} published.\n",
+        hex::encode(key.to_bytes())
+    ))
+}
+
+/// `poc-directory submit`.
+pub(crate) fn submit(config: &Path, files: &[PathBuf]) -> anyhow::Result<String> {
+    let config = ServiceConfig::load(config)?;
+    let (mut db, side) = service::open(&config)?;
+    let mut text = String::new();
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let (poc, sequence) = db
+            .submit(&bytes, &side.manager, &side.certificate, clock::now())
+            .map_err(|e| anyhow!("{}: {e}. Nothing was published.", file.display()))?;
+        let _ = writeln!(text, "{poc}: accepted; directory snapshot {sequence} published.");
+    }
+    Ok(text)
+}
+
+/// `poc-directory campaign ...`.
+pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<String> {
+    match command {
+        CampaignCommand::Start { config } => {
+            let config = ServiceConfig::load(&config)?;
+            let db = service::db::ServiceDb::open(&config.database())?;
+            let id = pings::request_campaign(db.conn_pub(), clock::now())?;
+            Ok(format!(
+                "Campaign request {id} recorded; the running service starts the campaign within a second.\nFollow it with `poc-directory campaign report`.\n"
+            ))
+        }
+        CampaignCommand::Report {
+            config,
+            campaign,
+            json,
+        } => {
+            let config = ServiceConfig::load(&config)?;
+            let db = service::db::ServiceDb::open(&config.database())?;
+            let id = match campaign {
+                Some(id) => id,
+                None => pings::latest_campaign(db.conn_pub())?
+                    .map(|(id, _)| id)
+                    .ok_or_else(|| anyhow!("no campaign has run yet; start one with `poc-directory campaign start`"))?,
+            };
+            let campaign = pings::load_campaign(db.conn_pub(), &id)?
+                .ok_or_else(|| anyhow!("no campaign {id}"))?;
+            let delivered = pings::delivered_times(db.conn_pub(), &id)?;
+            let view = report::view(&campaign.report(clock::now()), &delivered);
+            if json {
+                Ok(format!("{}\n", serde_json::to_string_pretty(&view)?))
+            } else {
+                Ok(report::text(&view))
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Ping campaigns (Annex A para 8): the manager pings every PoC, each
+//! acknowledges within 48 hours.
+//!
+//! The campaign's logic is poc-proto's sans-IO [`PingCampaign`]; this module
+//! keeps its inputs durable (one row per event in `campaign_event`) and
+//! rebuilds the campaign from them, so a restart loses nothing. Each tick
+//! it starts a campaign when one is due (schedule or request), delivers
+//! pings not yet delivered (retrying every `retry_seconds`), sends the
+//! reminders [`PingCampaign::reminder_due`] names, and logs the overdue PoCs
+//! once the deadline passes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, anyhow};
+use poc_proto::campaign::{PingCampaign, Target, TargetStatus};
+use poc_proto::envelope::{MemoryReplayCache, Recipient, Sender, VerifyPolicy};
+use poc_proto::keys::EphemeralSecret;
+use poc_proto::message::{CampaignId, Handling, Header, Language, Ping};
+use poc_proto::{Body, Issuer, Message, MessageId, PocId, Role, Seconds, StateCode, ThreadId, Timestamp};
+use poc_transport::{Connection, Endpoint};
+use rusqlite::{OptionalExtension, params};
+
+use super::Service;
+use crate::clock;
+use crate::rng::OsRandom;
+
+const ACK_ACCEPTED: u8 = 0;
+
+/// Per-target delivery bookkeeping kept in memory (attempt times).
+#[derive(Debug, Default)]
+struct Attempts {
+    failures: u64,
+    next_at: u64,
+}
+
+/// The campaign driver and the ping identity's endpoint.
+pub struct Pinger {
+    service: Arc<Service>,
+    endpoint: Endpoint,
+    connections: tokio::sync::Mutex<HashMap<PocId, Connection>>,
+    attempts: Mutex<HashMap<(String, PocId), Attempts>>,
+    replay: Mutex<MemoryReplayCache>,
+}
+
+impl std::fmt::Debug for Pinger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinger").finish_non_exhaustive()
+    }
+}
+
+fn role_text(role: Role) -> String {
+    role.to_string()
+}
+
+fn role_parse(text: &str) -> Role {
+    match text {
+        "diplomatic" => Role::Diplomatic,
+        "technical" => Role::Technical,
+        _ => Role::DirectoryManager,
+    }
+}
+
+/// Records one event of a campaign.
+pub fn record_event(
+    conn: &rusqlite::Connection,
+    campaign: &str,
+    poc: &PocId,
+    kind: &str,
+    at: Timestamp,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO campaign_event (campaign, poc_id, kind, at, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![campaign, poc.as_str(), kind, i64::try_from(at.0).unwrap_or(i64::MAX), detail],
+    )?;
+    Ok(())
+}
+
+/// Rebuilds a campaign from its rows.
+pub fn load_campaign(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<Option<PingCampaign>> {
+    let row: Option<(i64, i64, i64)> = conn
+        .query_row(
+            "SELECT started_at, reply_window, reminder_lead FROM campaign WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let Some((started, window, lead)) = row else {
+        return Ok(None);
+    };
+    let campaign_id = CampaignId::from_hex(id).ok_or_else(|| anyhow!("bad campaign id {id}"))?;
+    let mut stmt = conn.prepare("SELECT poc_id, state, role FROM campaign_target WHERE campaign = ?1")?;
+    let targets = stmt
+        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
+        .map(|row| {
+            let (poc, state, role) = row?;
+            Ok(Target::new(PocId::new(&poc)?, StateCode::new(&state)?, role_parse(&role)))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let secs = |v: i64| u64::try_from(v).unwrap_or(0);
+    let mut campaign = PingCampaign::new(
+        campaign_id,
+        Timestamp(secs(started)),
+        Seconds(secs(window)),
+        targets,
+    )?
+    .with_reminder_lead(Seconds(secs(lead)));
+    let mut stmt = conn.prepare(
+        "SELECT poc_id, kind, at FROM campaign_event WHERE campaign = ?1 ORDER BY seq",
+    )?;
+    let events = stmt.query_map([id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+    })?;
+    for event in events {
+        let (poc, kind, at) = event?;
+        let poc = PocId::new(&poc)?;
+        let at = Timestamp(secs(at));
+        let _ = match kind.as_str() {
+            "sent" => campaign.on_sent(&poc, at),
+            "delivered" => campaign.on_delivered(&poc, at),
+            "replied" => campaign.on_reply(&poc, at),
+            "unreachable" => campaign.on_unreachable(&poc, at),
+            "reminded" => campaign.on_reminded(&poc, at),
+            _ => Ok(()),
+        };
+    }
+    // The deadline's "overdue" list is derived from time; replay it so
+    // handle_timeout fires only once per process.
+    Ok(Some(campaign))
+}
+
+/// The id of the newest campaign, if any.
+pub fn latest_campaign(conn: &rusqlite::Connection) -> anyhow::Result<Option<(String, Timestamp)>> {
+    Ok(conn
+        .query_row(
+            "SELECT id, started_at FROM campaign ORDER BY started_at DESC, rowid DESC LIMIT 1",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .optional()?
+        .map(|(id, at)| (id, Timestamp(u64::try_from(at).unwrap_or(0)))))
+}
+
+/// When each target's ping was delivered.
+pub fn delivered_times(
+    conn: &rusqlite::Connection,
+    id: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Timestamp>> {
+    let mut stmt = conn.prepare(
+        "SELECT poc_id, min(at) FROM campaign_event WHERE campaign = ?1 AND kind = 'delivered' GROUP BY poc_id",
+    )?;
+    let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = std::collections::BTreeMap::new();
+    for row in rows {
+        let (poc, at) = row?;
+        out.insert(poc, Timestamp(u64::try_from(at).unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+/// Asks the running service to start a campaign now.
+pub fn request_campaign(conn: &rusqlite::Connection, now: Timestamp) -> anyhow::Result<i64> {
+    conn.execute(
+        "INSERT INTO campaign_request (requested_at) VALUES (?1)",
+        [i64::try_from(now.0).unwrap_or(i64::MAX)],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+impl Pinger {
+    /// A pinger speaking as the service's ping identity on `endpoint`.
+    pub fn new(service: Arc<Service>, endpoint: Endpoint) -> Pinger {
+        Pinger {
+            service,
+            endpoint,
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+            attempts: Mutex::new(HashMap::new()),
+            replay: Mutex::new(MemoryReplayCache::default()),
+        }
+    }
+
+    /// One step of the driver.
+    pub async fn tick(&self) -> anyhow::Result<()> {
+        let now = clock::now();
+        self.maybe_start(now)?;
+        let Some((id, _)) = latest_campaign(self.service.db().conn())? else {
+            return Ok(());
+        };
+        let Some(mut campaign) = load_campaign(self.service.db().conn(), &id)? else {
+            return Ok(());
+        };
+        let deadline = campaign.deadline();
+        // Deliver pings not yet delivered, while the reply window is open.
+        if now < deadline {
+            let report = campaign.report(now);
+            for target in report.targets {
+                let undelivered = matches!(
+                    target.status,
+                    TargetStatus::Pending | TargetStatus::Sent { .. } | TargetStatus::Unreachable { .. }
+                );
+                if undelivered {
+                    self.try_ping(&id, &campaign, &target.poc, now, false).await?;
+                }
+            }
+        }
+        // Reminders.
+        for poc in campaign.reminder_due(now) {
+            if self.try_ping(&id, &campaign, &poc, now, true).await? {
+                record_event(self.service.db().conn(), &id, &poc, "reminded", now, None)?;
+                tracing::info!(campaign = %id, poc = %poc, "reminder sent");
+            }
+        }
+        // Deadline: overdue PoCs, logged once (recorded as an event).
+        let noted: bool = self
+            .service
+            .db()
+            .conn()
+            .query_row(
+                "SELECT count(*) FROM campaign_event WHERE campaign = ?1 AND kind = 'deadline'",
+                [&id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)?;
+        if !noted && now >= deadline {
+            let overdue = campaign.handle_timeout(now);
+            for poc in &overdue {
+                tracing::warn!(campaign = %id, poc = %poc, "OVERDUE: no ping reply within the reply window");
+            }
+            let me = self.service.own.poc_id().clone();
+            record_event(
+                self.service.db().conn(),
+                &id,
+                &me,
+                "deadline",
+                now,
+                Some(&format!("{} overdue", overdue.len())),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn maybe_start(&self, now: Timestamp) -> anyhow::Result<()> {
+        let db = self.service.db();
+        let conn = db.conn();
+        let requested: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM campaign_request WHERE handled = 0 ORDER BY id LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let interval = self.service.config.campaigns.interval_days;
+        let scheduled = match latest_campaign(conn)? {
+            Some((_, started)) => interval > 0 && now >= started.plus(Seconds::days(interval)),
+            // The first campaign waits for a request or one interval after
+            // the first snapshot.
+            None => false,
+        };
+        if requested.is_none() && !scheduled {
+            return Ok(());
+        }
+        drop(db);
+        let id = self.start(now)?;
+        let db = self.service.db();
+        if let Some(req) = requested {
+            db.conn()
+                .execute("UPDATE campaign_request SET handled = 1 WHERE id <= ?1", [req])?;
+        }
+        tracing::info!(campaign = %id, scheduled, "ping campaign started");
+        Ok(())
+    }
+
+    /// Starts a campaign over every listed, unrevoked State PoC.
+    fn start(&self, now: Timestamp) -> anyhow::Result<String> {
+        let directory = self.service.directory();
+        let id = CampaignId::random(&mut OsRandom::new()).to_string();
+        let c = &self.service.config.campaigns;
+        let mut db = self.service.db();
+        let tx = db.conn_mut().transaction()?;
+        tx.execute(
+            "INSERT INTO campaign (id, started_at, reply_window, reminder_lead) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                id,
+                i64::try_from(now.0).unwrap_or(i64::MAX),
+                i64::try_from(Seconds::hours(c.reply_window_hours).0).unwrap_or(i64::MAX),
+                i64::try_from(Seconds::hours(c.reminder_lead_hours).0).unwrap_or(i64::MAX)
+            ],
+        )?;
+        for entry in directory.entries().values().filter(|e| !e.revoked) {
+            let body = entry.certificate.body();
+            let Issuer::State(state) = body.issuer else { continue };
+            tx.execute(
+                "INSERT INTO campaign_target (campaign, poc_id, state, role) VALUES (?1, ?2, ?3, ?4)",
+                params![id, body.poc_id.as_str(), state.as_str(), role_text(body.role)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// Seals and delivers a ping to `poc` if an attempt is due. Returns
+    /// whether it was delivered.
+    async fn try_ping(
+        &self,
+        id: &str,
+        campaign: &PingCampaign,
+        poc: &PocId,
+        now: Timestamp,
+        reminder: bool,
+    ) -> anyhow::Result<bool> {
+        let key = (format!("{id}{}", if reminder { "/r" } else { "" }), poc.clone());
+        {
+            let attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+            if attempts.get(&key).is_some_and(|a| a.next_at > now.0) {
+                return Ok(false);
+            }
+        }
+        let first = !self
+            .attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&key);
+        if first && !reminder {
+            record_event(self.service.db().conn(), id, poc, "sent", now, None)?;
+        }
+        let outcome = self.deliver_ping(campaign.ping(), poc, now).await;
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = attempts.entry(key).or_default();
+        match outcome {
+            Ok(()) => {
+                entry.next_at = u64::MAX;
+                drop(attempts);
+                if !reminder {
+                    record_event(self.service.db().conn(), id, poc, "delivered", clock::now(), None)?;
+                }
+                Ok(true)
+            }
+            Err(reason) => {
+                entry.failures += 1;
+                entry.next_at = now.plus(Seconds(self.service.config.campaigns.retry_seconds)).0;
+                let failures = entry.failures;
+                drop(attempts);
+                tracing::info!(campaign = %id, poc = %poc, %reason, failures, "ping not delivered");
+                if failures == self.service.config.campaigns.unreachable_after_attempts && !reminder {
+                    record_event(self.service.db().conn(), id, poc, "unreachable", now, Some(&reason))?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn deliver_ping(&self, ping: Ping, poc: &PocId, now: Timestamp) -> Result<(), String> {
+        let directory = self.service.directory();
+        let entry = directory
+            .entries()
+            .get(poc)
+            .filter(|e| !e.revoked)
+            .ok_or_else(|| format!("{poc} is no longer listed"))?;
+        let recipient = entry.certificate.clone();
+        let prekey = directory
+            .current_prekey(poc, now)
+            .ok_or_else(|| format!("{poc} has no prekey valid now"))?;
+        let message = Message {
+            header: Header {
+                sender: self.service.own.poc_id().clone(),
+                recipient: poc.clone(),
+                message_id: MessageId::random(&mut OsRandom::new()),
+                thread_id: ThreadId::random(&mut OsRandom::new()),
+                in_reply_to: None,
+                created_at: now,
+                language: Language::English,
+                handling: Handling::default(),
+                exercise: None,
+            },
+            body: Body::Ping(ping),
+        };
+        let sealed = Sender::new(&self.service.own, &self.service.side.identity)
+            .map_err(|e| e.to_string())?
+            .seal(
+                &message,
+                &recipient,
+                &prekey,
+                now.plus(Seconds::hours(self.service.config.campaigns.reply_window_hours)),
+                EphemeralSecret::generate(&mut OsRandom::new()),
+            )
+            .map_err(|e| e.to_string())?;
+        let address = recipient
+            .body()
+            .endpoints
+            .iter()
+            .find_map(|e| match e {
+                poc_proto::certificate::Endpoint::Direct { address } => Some(address.clone()),
+                poc_proto::certificate::Endpoint::Relay { .. } => None,
+            })
+            .ok_or_else(|| format!("{poc} lists no direct endpoint (relay delivery of pings is not built yet)"))?;
+        let conn = self.connection(poc, &address, recipient.body().identity_key).await?;
+        match conn.request(sealed.as_bytes()).await {
+            Ok(answer) if answer.first() == Some(&ACK_ACCEPTED) => Ok(()),
+            Ok(answer) => Err(format!("refused by {poc} (answer {answer:02x?})")),
+            Err(e) => {
+                self.connections.lock().await.remove(poc);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    async fn connection(
+        &self,
+        poc: &PocId,
+        address: &str,
+        key: poc_proto::keys::IdentityPublicKey,
+    ) -> Result<Connection, String> {
+        let mut cache = self.connections.lock().await;
+        if let Some(conn) = cache.get(poc)
+            && !conn.is_closed()
+        {
+            return Ok(conn.clone());
+        }
+        let socket = tokio::net::lookup_host(address)
+            .await
+            .map_err(|e| format!("cannot resolve {address}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{address} resolves to nothing"))?;
+        let conn = self
+            .endpoint
+            .connect(socket, key)
+            .await
+            .map_err(|e| format!("cannot reach {poc} at {address}: {e}"))?;
+        cache.insert(poc.clone(), conn.clone());
+        Ok(conn)
+    }
+
+    /// Accepts PoC nodes' envelopes (ping replies, receipts) and records
+    /// the replies.
+    pub async fn run_inbound(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let Ok(connection) = incoming else { continue };
+            let me = self.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(mut request)) = connection.accept_request().await {
+                    let payload = std::mem::take(&mut request.payload);
+                    let answer = me.receive(&payload);
+                    let _ = request.respond(&answer).await;
+                }
+            });
+        }
+    }
+
+    fn receive(&self, envelope: &[u8]) -> Vec<u8> {
+        let now = clock::now();
+        let directory = self.service.directory();
+        let opened = {
+            let recipient = Recipient {
+                certificate: &self.service.own,
+                prekeys: &self.service.prekeys,
+                directory: &*directory,
+                policy: VerifyPolicy::default(),
+            };
+            let mut replay = self.replay.lock().unwrap_or_else(|e| e.into_inner());
+            recipient.open(envelope, &mut *replay, now)
+        };
+        let opened = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::info!(error = %e, "envelope refused");
+                let [hi, lo] = e.code().as_u16().to_be_bytes();
+                return vec![1, hi, lo];
+            }
+        };
+        let message = opened.message;
+        if let Body::PingReply(reply) = &message.body {
+            let id = reply.campaign.to_string();
+            let sender = message.header.sender.clone();
+            let result = (|| -> anyhow::Result<()> {
+                let db = self.service.db();
+                let known = load_campaign(db.conn(), &id)?
+                    .context("a ping reply for an unknown campaign")?;
+                if known.status(&sender).is_none() {
+                    return Err(anyhow!("{sender} is not a target of campaign {id}"));
+                }
+                record_event(db.conn(), &id, &sender, "replied", now, None)?;
+                Ok(())
+            })();
+            match result {
+                Ok(()) => tracing::info!(campaign = %id, poc = %sender, "ping reply"),
+                Err(e) => tracing::warn!(error = %e, "ping reply not counted"),
+            }
+        }
+        vec![ACK_ACCEPTED]
+    }
+}
