@@ -21,6 +21,7 @@ use poc_proto::{PocId, Role};
 mod ceremony;
 mod compose;
 mod daemon;
+mod directory_cmd;
 mod fail;
 mod parse;
 mod render;
@@ -69,12 +70,17 @@ enum Command {
     Status(JsonFlag),
     /// Outgoing deliveries and their state.
     Outbox(JsonFlag),
-    /// PoCs in the directory the node holds.
-    Directory(JsonFlag),
+    /// PoCs in the directory the node holds; `sync`, `list`, `show`, `status`.
+    Directory(directory_cmd::DirectoryArgs),
     /// The node's tamper-evident record of everything sent and received.
     Record {
         #[command(subcommand)]
         command: RecordCommand,
+    },
+    /// Directory pings (Annex A para 8): list them, acknowledge one.
+    Ping {
+        #[command(subcommand)]
+        command: directory_cmd::PingCommand,
     },
 }
 
@@ -408,7 +414,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Inbox(f) => daemon::read(&connection, Read::Inbox, f.json),
         Command::Status(f) => daemon::read(&connection, Read::Status, f.json),
         Command::Outbox(f) => daemon::read(&connection, Read::Outbox, f.json),
-        Command::Directory(f) => daemon::read(&connection, Read::Directory, f.json),
+        Command::Directory(args) => {
+            let json = args.json;
+            match directory_cmd::directory(&connection, args)? {
+                Some(code) => Ok(code),
+                None => daemon::read(&connection, Read::Directory, json),
+            }
+        }
         Command::Show(a) => daemon::show(&connection, &a.thread, a.json),
         Command::Respond(a) => daemon::respond(
             &connection,
@@ -446,6 +458,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             RecordCommand::Verify(f) => daemon::record_verify(&connection, f.json),
             RecordCommand::Export => daemon::record_export(&connection),
         },
+        Command::Ping { command } => directory_cmd::ping(&connection, command),
     }
 }
 

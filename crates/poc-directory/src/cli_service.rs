@@ -99,6 +99,18 @@ pub(crate) fn submit(config: &Path, files: &[PathBuf]) -> anyhow::Result<String>
     Ok(text)
 }
 
+/// `poc-directory export`: a snapshot's bytes and sequence.
+pub(crate) fn export(config: &Path, sequence: Option<u64>) -> anyhow::Result<(Vec<u8>, u64)> {
+    let config = ServiceConfig::load(config)?;
+    let (db, _) = service::open(&config)?;
+    let snapshot = match sequence {
+        Some(n) => db.snapshot(n)?,
+        None => db.latest()?,
+    }
+    .ok_or_else(|| anyhow!("no such snapshot"))?;
+    Ok((snapshot.bytes, snapshot.sequence))
+}
+
 /// `poc-directory campaign ...`.
 pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<String> {
     match command {

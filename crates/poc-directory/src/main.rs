@@ -10,6 +10,7 @@
 //! poc-directory serve  --config poc-directory.toml    # the network service
 //! poc-directory enrol  --config poc-directory.toml --state EST --root-key est/state-root.pub [--replace]
 //! poc-directory submit --config poc-directory.toml EST.cert.entry ...
+//! poc-directory export --config poc-directory.toml --out directory.snapshot [--sequence N]
 //! poc-directory campaign start  --config poc-directory.toml
 //! poc-directory campaign report --config poc-directory.toml [--campaign ID] [--json]
 //! ```
@@ -119,6 +120,18 @@ enum Command {
         /// Entry submission files (`poc state sign-entry` or the library's EntrySubmission).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Write the newest snapshot (or snapshot N) to a file: a new node's first link.
+    Export {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Which snapshot (default: the newest).
+        #[arg(long, value_name = "N")]
+        sequence: Option<u64>,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Ping campaigns: start one now, or report.
     #[command(subcommand)]
@@ -566,6 +579,19 @@ fn run(cli: Cli) -> Result<(String, u8), Failure> {
         Command::Submit { config, files } => cli_service::submit(&config, &files)
             .map(|t| (t, 0))
             .map_err(service_failure),
+        Command::Export {
+            config,
+            sequence,
+            out,
+        } => cli_service::export(&config, sequence)
+            .map_err(service_failure)
+            .and_then(|(bytes, sequence)| {
+                write_atomically(&out, &bytes)?;
+                Ok((
+                    format!("Directory snapshot {sequence} written to {}.\n", out.display()),
+                    0,
+                ))
+            }),
         Command::Campaign(command) => cli_service::campaign(command)
             .map(|t| (t, 0))
             .map_err(service_failure),

@@ -498,10 +498,18 @@ async fn serve_public(listener: tokio::net::TcpListener, service: Arc<Service>) 
         };
         let service = service.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
-            let Ok(Ok(n)) = read else { return };
-            let head = String::from_utf8_lossy(buf.get(..n).unwrap_or_default()).into_owned();
+            // Read the request head (bounded: 8 KiB, 5 s); the body, if
+            // any, is ignored.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                    Ok(Ok(n)) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
+                }
+            }
+            let head = String::from_utf8_lossy(&head).into_owned();
             let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
             let overview = service.overview();
             let (status, kind, body) = match path.as_str() {
