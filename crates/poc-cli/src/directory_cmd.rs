@@ -4,9 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
-use poc_control::{
-    DirectoryEntryView, DirectoryStatusView, DirectorySyncView, PingView, Request,
-};
+use poc_control::{DirectoryEntryView, DirectoryStatusView, DirectorySyncView, PingView, Request};
 
 use crate::daemon::{Connection, Daemon, emit};
 use crate::fail::fail;
@@ -84,9 +82,18 @@ fn pretty(value: &impl serde::Serialize) -> anyhow::Result<String> {
     Ok(format!("{}\n", serde_json::to_string_pretty(value)?))
 }
 
-fn matches(entry: &DirectoryEntryView, state: Option<&str>, role: Option<&str>, language: Option<&str>) -> bool {
-    state.is_none_or(|s| entry.state.as_deref().is_some_and(|e| e.eq_ignore_ascii_case(s)))
-        && role.is_none_or(|r| entry.role.eq_ignore_ascii_case(r))
+fn matches(
+    entry: &DirectoryEntryView,
+    state: Option<&str>,
+    role: Option<&str>,
+    language: Option<&str>,
+) -> bool {
+    state.is_none_or(|s| {
+        entry
+            .state
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(s))
+    }) && role.is_none_or(|r| entry.role.eq_ignore_ascii_case(r))
         && language.is_none_or(|l| {
             entry
                 .working_languages
@@ -98,8 +105,17 @@ fn matches(entry: &DirectoryEntryView, state: Option<&str>, role: Option<&str>, 
 
 fn entry_text(e: &DirectoryEntryView) -> String {
     let mut text = String::new();
-    let _ = writeln!(text, "{}{}", e.poc_id, if e.revoked { "   REVOKED" } else { "" });
-    let _ = writeln!(text, "  State:      {}", e.state.as_deref().unwrap_or("(directory manager)"));
+    let _ = writeln!(
+        text,
+        "{}{}",
+        e.poc_id,
+        if e.revoked { "   REVOKED" } else { "" }
+    );
+    let _ = writeln!(
+        text,
+        "  State:      {}",
+        e.state.as_deref().unwrap_or("(directory manager)")
+    );
     let _ = writeln!(text, "  role:       {}", e.role);
     for (label, value) in [
         ("entity", &e.entity),
@@ -126,7 +142,10 @@ fn entry_text(e: &DirectoryEntryView) -> String {
 }
 
 /// `poc directory ...`; `None` means the plain listing.
-pub(crate) fn directory(connection: &Connection, args: DirectoryArgs) -> anyhow::Result<Option<u8>> {
+pub(crate) fn directory(
+    connection: &Connection,
+    args: DirectoryArgs,
+) -> anyhow::Result<Option<u8>> {
     let Some(command) = args.command else {
         return Ok(None);
     };
@@ -168,12 +187,20 @@ pub(crate) fn directory(connection: &Connection, args: DirectoryArgs) -> anyhow:
             let entry = entries
                 .into_iter()
                 .find(|e| e.poc_id.as_str() == poc)
-                .ok_or_else(|| fail(format!("{poc} is not in the directory this node holds"), "run `poc directory sync`, or check the id with `poc directory list`"))?;
-            emit(&if json || args.json { pretty(&entry)? } else { entry_text(&entry) })?;
+                .ok_or_else(|| {
+                    fail(
+                        format!("{poc} is not in the directory this node holds"),
+                        "run `poc directory sync`, or check the id with `poc directory list`",
+                    )
+                })?;
+            emit(&if json || args.json {
+                pretty(&entry)?
+            } else {
+                entry_text(&entry)
+            })?;
         }
         DirectoryCommand::Sync { file, json } => {
-            let file = file
-                .map(|f| std::path::absolute(&f).unwrap_or(f).display().to_string());
+            let file = file.map(|f| std::path::absolute(&f).unwrap_or(f).display().to_string());
             let view: DirectorySyncView = daemon.typed(&Request::DirectorySync { file })?;
             if json || args.json {
                 emit(&pretty(&view)?)?;
@@ -210,7 +237,11 @@ pub(crate) fn directory(connection: &Connection, args: DirectoryArgs) -> anyhow:
                     "Directory snapshot {} (digest {}), issued {}; {} PoCs.\n",
                     view.sequence, view.digest, view.issued_at, view.entries
                 );
-                let _ = writeln!(text, "Last sync: {}", view.last_sync.as_deref().unwrap_or("never"));
+                let _ = writeln!(
+                    text,
+                    "Last sync: {}",
+                    view.last_sync.as_deref().unwrap_or("never")
+                );
                 for r in &view.rejected {
                     let _ = writeln!(text, "  refused entry: {r}");
                 }
@@ -242,7 +273,11 @@ pub(crate) fn ping(connection: &Connection, command: PingCommand) -> anyhow::Res
                         p.from,
                         p.received_at,
                         p.reply_by,
-                        if p.answered { "acknowledged" } else { "NOT ACKNOWLEDGED: run `poc ping ack <campaign>`" }
+                        if p.answered {
+                            "acknowledged"
+                        } else {
+                            "NOT ACKNOWLEDGED: run `poc ping ack <campaign>`"
+                        }
                     );
                 }
                 if pings.is_empty() {

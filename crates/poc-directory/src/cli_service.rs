@@ -8,8 +8,8 @@ use clap::Subcommand;
 use poc_directory::clock;
 use poc_directory::service::{self, ServiceConfig, pings, report};
 use poc_keyfile::KeyKind;
-use poc_proto::keys::StateRootPublicKey;
 use poc_proto::StateCode;
+use poc_proto::keys::StateRootPublicKey;
 
 /// `poc-directory campaign ...`.
 #[derive(Debug, Subcommand)]
@@ -77,7 +77,14 @@ pub(crate) fn enrol(
     let key = StateRootPublicKey::from_bytes(file.public)
         .map_err(|e| anyhow!("{}: not a usable root key: {e}", root_key.display()))?;
     let (mut db, side) = service::open(&config)?;
-    let sequence = db.enrol(state, key, replace, &side.manager, &side.certificate, clock::now())?;
+    let sequence = db.enrol(
+        state,
+        key,
+        replace,
+        &side.manager,
+        &side.certificate,
+        clock::now(),
+    )?;
     Ok(format!(
         "{state} enrolled with root key {}.\nDirectory snapshot {sequence} published.\n",
         hex::encode(key.to_bytes())
@@ -90,11 +97,15 @@ pub(crate) fn submit(config: &Path, files: &[PathBuf]) -> anyhow::Result<String>
     let (mut db, side) = service::open(&config)?;
     let mut text = String::new();
     for file in files {
-        let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let bytes =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
         let (poc, sequence) = db
             .submit(&bytes, &side.manager, &side.certificate, clock::now())
             .map_err(|e| anyhow!("{}: {e}. Nothing was published.", file.display()))?;
-        let _ = writeln!(text, "{poc}: accepted; directory snapshot {sequence} published.");
+        let _ = writeln!(
+            text,
+            "{poc}: accepted; directory snapshot {sequence} published."
+        );
     }
     Ok(text)
 }
@@ -133,7 +144,11 @@ pub(crate) fn campaign(command: CampaignCommand) -> anyhow::Result<String> {
                 Some(id) => id,
                 None => pings::latest_campaign(db.conn_pub())?
                     .map(|(id, _)| id)
-                    .ok_or_else(|| anyhow!("no campaign has run yet; start one with `poc-directory campaign start`"))?,
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "no campaign has run yet; start one with `poc-directory campaign start`"
+                        )
+                    })?,
             };
             let campaign = pings::load_campaign(db.conn_pub(), &id)?
                 .ok_or_else(|| anyhow!("no campaign {id}"))?;

@@ -588,7 +588,10 @@ fn run(cli: Cli) -> Result<(String, u8), Failure> {
             .and_then(|(bytes, sequence)| {
                 write_atomically(&out, &bytes)?;
                 Ok((
-                    format!("Directory snapshot {sequence} written to {}.\n", out.display()),
+                    format!(
+                        "Directory snapshot {sequence} written to {}.\n",
+                        out.display()
+                    ),
                     0,
                 ))
             }),

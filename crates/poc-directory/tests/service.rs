@@ -1,6 +1,11 @@
 //! The directory service end to end: real `poc-directory serve`, real pocd
 //! nodes and the `poc` CLI on loopback, one shared test clock.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -42,7 +47,9 @@ fn inquiry(net: &Net, from: &str, to: &str) -> Result<SendAccepted, poc_control:
             language: Language::English,
             handling: Handling::Confidential,
             exercise: None,
-            body: Body::Inquiry(Inquiry::new_minimal(Text::new("Scanning from your networks"))),
+            body: Body::Inquiry(Inquiry::new_minimal(Text::new(
+                "Scanning from your networks",
+            ))),
         })),
     )
 }
@@ -52,7 +59,9 @@ fn sync(net: &Net, id: &str) -> Result<DirectorySyncView, poc_control::ClientErr
 }
 
 fn sync_file(net: &Net, id: &str, bytes: &[u8]) -> Result<DirectorySyncView, String> {
-    let path = net.path().join(format!("offered-{}.snapshot", rand_suffix()));
+    let path = net
+        .path()
+        .join(format!("offered-{}.snapshot", rand_suffix()));
     std::fs::write(&path, bytes).unwrap();
     net.try_call(
         id,
@@ -101,7 +110,9 @@ fn body_of(net: &Net, snapshot: &SignedSnapshot) -> SnapshotBody {
     let dir = snapshot.verify(&net.manager.public()).unwrap();
     // Re-sign each entry's details unchanged: take them from the stored submissions.
     let conn = net.service_db();
-    let mut stmt = conn.prepare("SELECT submission FROM entry ORDER BY poc_id").unwrap();
+    let mut stmt = conn
+        .prepare("SELECT submission FROM entry ORDER BY poc_id")
+        .unwrap();
     let submissions: Vec<Vec<u8>> = stmt
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -162,37 +173,73 @@ fn three_states_enrol_submit_sync_and_message() {
     // Snapshot 1 lists the manager's ping identity; then 3 enrolments and
     // 6 submissions, one snapshot each.
     assert_eq!(status.sequence, 10);
-    assert_eq!(status.entries, 7, "six PoCs and the manager's ping identity");
+    assert_eq!(
+        status.entries, 7,
+        "six PoCs and the manager's ping identity"
+    );
 
     // Technical to technical across States works.
     let sent = inquiry(&net, "EST.cert", "FRA.cert").unwrap();
     eventually("the inquiry at FRA.cert", || {
         let inbox: Vec<ThreadSummary> = net.call("FRA.cert", &Request::Inbox);
-        inbox.iter().any(|t| t.thread_id == sent.thread_id).then_some(())
+        inbox
+            .iter()
+            .any(|t| t.thread_id == sent.thread_id)
+            .then_some(())
     });
 
     // `poc directory list` filters by State, role and language.
-    let out = net.poc_cli("EST.cert", &["directory", "list", "--language", "fr", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = net.poc_cli(
+        "EST.cert",
+        &["directory", "list", "--language", "fr", "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let listed: Vec<DirectoryEntryView> = serde_json::from_slice(&out.stdout).unwrap();
     let ids: Vec<_> = listed.iter().map(|e| e.poc_id.to_string()).collect();
     assert_eq!(ids, ["FRA.cert", "FRA.mfa"]);
-    let out = net.poc_cli("EST.cert", &["directory", "list", "--state", "KEN", "--role", "diplomatic", "--json"]);
+    let out = net.poc_cli(
+        "EST.cert",
+        &[
+            "directory",
+            "list",
+            "--state",
+            "KEN",
+            "--role",
+            "diplomatic",
+            "--json",
+        ],
+    );
     let listed: Vec<DirectoryEntryView> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].poc_id.as_str(), "KEN.mfa");
     assert_eq!(listed[0].email.as_deref(), Some("ken.mfa@example.invalid"));
     let out = net.poc_cli("EST.cert", &["directory", "show", "FRA.cert"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("FRA national CERT") && text.contains("works in:   fr, en"), "{text}");
+    assert!(
+        text.contains("FRA national CERT") && text.contains("works in:   fr, en"),
+        "{text}"
+    );
 
     // The public overview: counts and mandate, no contact data.
     let overview = http_get(net.public_port, "/overview.json");
-    assert!(overview.contains("\"participating_states\": 3"), "{overview}");
-    assert!(overview.contains("\"technical\": 3") && overview.contains("\"diplomatic\": 3"), "{overview}");
+    assert!(
+        overview.contains("\"participating_states\": 3"),
+        "{overview}"
+    );
+    assert!(
+        overview.contains("\"technical\": 3") && overview.contains("\"diplomatic\": 3"),
+        "{overview}"
+    );
     assert!(overview.contains("Annex A"));
     for secret in ["example.invalid", "+000", "Officer of", "127.0.0.1"] {
-        assert!(!overview.contains(secret), "overview leaks {secret}: {overview}");
+        assert!(
+            !overview.contains(secret),
+            "overview leaks {secret}: {overview}"
+        );
     }
     assert!(http_get(net.public_port, "/").contains("Participating States: 3"));
 
@@ -304,7 +351,11 @@ fn altered_rolled_back_and_forked_snapshots_are_refused_with_reasons() {
         "{:?}",
         view.rejected
     );
-    assert!(view.alerts.is_empty(), "not FRA's own State: {:?}", view.alerts);
+    assert!(
+        view.alerts.is_empty(),
+        "not FRA's own State: {:?}",
+        view.alerts
+    );
     let entries: Vec<DirectoryEntryView> = net.call("FRA.cert", &Request::DirectoryEntries);
     assert!(!entries.iter().any(|e| e.poc_id.as_str() == "EST.cert"));
 
@@ -325,12 +376,23 @@ fn altered_rolled_back_and_forked_snapshots_are_refused_with_reasons() {
     let status: DirectoryStatusView = net.call("FRA.cert", &Request::DirectoryStatus);
     assert_eq!(status.sequence, held_dir.sequence() + 1);
     assert_eq!(status.digest, altered.digest().to_string());
-    assert!(status.alerts.iter().any(|a| a.contains("rollback")), "{:?}", status.alerts);
-    assert!(status.alerts.iter().any(|a| a.contains("fork")), "{:?}", status.alerts);
+    assert!(
+        status.alerts.iter().any(|a| a.contains("rollback")),
+        "{:?}",
+        status.alerts
+    );
+    assert!(
+        status.alerts.iter().any(|a| a.contains("fork")),
+        "{:?}",
+        status.alerts
+    );
     // Also through the CLI, with the reason.
     let path = net.path().join("old.snapshot");
     std::fs::write(&path, held.to_bytes()).unwrap();
-    let out = net.poc_cli("FRA.cert", &["directory", "sync", "--file", path.to_str().unwrap()]);
+    let out = net.poc_cli(
+        "FRA.cert",
+        &["directory", "sync", "--file", path.to_str().unwrap()],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rollback refused"));
 }
@@ -345,15 +407,31 @@ fn a_manager_cannot_swap_a_states_key_silently() {
     let mut body: CertificateBody = net.poc("EST.cert").certificate.unverified_body().unwrap();
     body.identity_key = IdentityKeyPair::from_secret_bytes(&[5; 32]).public();
     let impostor = StateRootKeyPair::from_secret_bytes(&[6; 32]);
-    let forged_cert = poc_proto::certificate::PocCertificate::issue_by_state(&body, &impostor).unwrap();
-    let path = net.submission("EST.cert", &net.details("EST.cert", 2, false), &forged_cert, &impostor, "forged");
+    let forged_cert =
+        poc_proto::certificate::PocCertificate::issue_by_state(&body, &impostor).unwrap();
+    let path = net.submission(
+        "EST.cert",
+        &net.details("EST.cert", 2, false),
+        &forged_cert,
+        &impostor,
+        "forged",
+    );
     let config = net.service_config.display().to_string();
     let out = net.directory_cli(&["submit", "--config", &config, path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not signed by EST's enrolled root key"), "{err}");
+    assert!(
+        err.contains("not signed by EST's enrolled root key"),
+        "{err}"
+    );
     // Details signed by EST but a certificate signed by someone else: refused too.
-    let path = net.submission("EST.cert", &net.details("EST.cert", 2, false), &forged_cert, &state_root("EST"), "mixed");
+    let path = net.submission(
+        "EST.cert",
+        &net.details("EST.cert", 2, false),
+        &forged_cert,
+        &state_root("EST"),
+        "mixed",
+    );
     let out = net.directory_cli(&["submit", "--config", &config, path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
 
@@ -381,11 +459,17 @@ fn a_manager_cannot_swap_a_states_key_silently() {
     let fra = eventually("FRA.cert to adopt the forced snapshot", || {
         sync(&net, "FRA.cert").ok().filter(|v| v.adopted == 1)
     });
-    assert!(fra.rejected.iter().any(|r| r.contains("EST.cert")), "{:?}", fra.rejected);
+    assert!(
+        fra.rejected.iter().any(|r| r.contains("EST.cert")),
+        "{:?}",
+        fra.rejected
+    );
     assert!(fra.alerts.is_empty());
     let est = sync(&net, "EST.mfa").unwrap();
     assert!(
-        est.alerts.iter().any(|a| a.contains("EST.cert") && a.contains("NOT signed by EST's root key")),
+        est.alerts
+            .iter()
+            .any(|a| a.contains("EST.cert") && a.contains("NOT signed by EST's root key")),
         "{:?}",
         est.alerts
     );
@@ -398,19 +482,44 @@ fn a_manager_cannot_swap_a_states_key_silently() {
     // The manager replacing EST's root key is also raised at EST's node.
     let new_root = StateRootKeyPair::from_secret_bytes(&[8; 32]);
     let key_path = net.path().join("EST-new-root.pub");
-    poc_keyfile::write_public(&key_path, poc_keyfile::KeyKind::StateRoot, Some("EST"), &new_root.public().to_bytes()).unwrap();
+    poc_keyfile::write_public(
+        &key_path,
+        poc_keyfile::KeyKind::StateRoot,
+        Some("EST"),
+        &new_root.public().to_bytes(),
+    )
+    .unwrap();
     // Without --replace the service refuses.
-    let out = net.directory_cli(&["enrol", "--config", &config, "--state", "EST", "--root-key", key_path.to_str().unwrap()]);
+    let out = net.directory_cli(&[
+        "enrol",
+        "--config",
+        &config,
+        "--state",
+        "EST",
+        "--root-key",
+        key_path.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("already enrolled"));
-    net.manager(&["enrol", "--state", "EST", "--root-key", key_path.to_str().unwrap(), "--replace"]);
+    net.manager(&[
+        "enrol",
+        "--state",
+        "EST",
+        "--root-key",
+        key_path.to_str().unwrap(),
+        "--replace",
+    ]);
     // EST's entries, signed by the old root, no longer verify: EST.mfa is
     // no longer a participant and the service refuses it; it gets the
     // snapshot as a file (e.g. from another State) and raises the alert.
     let snapshot = net.path().join("replaced.snapshot");
     net.manager(&["export", "--out", snapshot.to_str().unwrap()]);
     let est = sync_file(&net, "EST.mfa", &std::fs::read(&snapshot).unwrap()).unwrap();
-    assert!(est.alerts.iter().any(|a| a.contains("REPLACED")), "{:?}", est.alerts);
+    assert!(
+        est.alerts.iter().any(|a| a.contains("REPLACED")),
+        "{:?}",
+        est.alerts
+    );
 }
 
 #[test]
@@ -428,7 +537,9 @@ fn revoked_poc_is_refused_after_the_next_sync() {
     });
     assert_eq!(view.revoked, [PocId::new("EST.cert").unwrap()]);
     // Sending to it is refused.
-    let err = inquiry(&net, "FRA.cert", "EST.cert").unwrap_err().to_string();
+    let err = inquiry(&net, "FRA.cert", "EST.cert")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("revoked"), "{err}");
     // What it sends is refused by FRA.cert.
     let sent = inquiry(&net, "EST.cert", "FRA.cert").unwrap();
@@ -446,7 +557,9 @@ fn revoked_poc_is_refused_after_the_next_sync() {
     let snapshot = net.path().join("revoked.snapshot");
     net.manager(&["export", "--out", snapshot.to_str().unwrap()]);
     sync_file(&net, "EST.cert", &std::fs::read(&snapshot).unwrap()).unwrap();
-    let err = inquiry(&net, "EST.cert", "FRA.cert").unwrap_err().to_string();
+    let err = inquiry(&net, "EST.cert", "FRA.cert")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no longer active"), "{err}");
 }
 
@@ -492,7 +605,11 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     // 50 hours after the start, the deadline has passed; KEN.cert acks late.
     net.set_clock(50 * 3600);
     let out = net.poc_cli("KEN.cert", &["ping", "ack", &pings[0].campaign]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = eventually("the late reply", || {
         let r = report(&net);
         (r["totals"]["replied_late"] == 1).then_some(r)
@@ -519,8 +636,14 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     assert_eq!(r["by_role"]["diplomatic"]["unreachable"], 1);
     assert_eq!(r["non_responding_states"], serde_json::json!(["KEN"]));
     let text = net.manager(&["campaign", "report"]);
-    assert!(text.contains("4 replied, 1 replied late (overdue), 0 overdue, 1 unreachable"), "{text}");
-    assert!(text.contains("Contact the competent authorities of: KEN"), "{text}");
+    assert!(
+        text.contains("4 replied, 1 replied late (overdue), 0 overdue, 1 unreachable"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Contact the competent authorities of: KEN"),
+        "{text}"
+    );
 
     // Six months on, the next campaign starts by itself.
     let first = r["campaign"].clone();

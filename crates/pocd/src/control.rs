@@ -154,9 +154,9 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
                 .map_err(storage)?;
             json(page.iter().map(entry_view).collect::<Vec<_>>())
         }
-        Request::DirectorySync { file } => json(
-            crate::directory_sync::sync(node, file.map(std::path::PathBuf::from)).await?,
-        ),
+        Request::DirectorySync { file } => {
+            json(crate::directory_sync::sync(node, file.map(std::path::PathBuf::from)).await?)
+        }
         Request::DirectoryEntries => json(crate::directory_view::entries(node)),
         Request::DirectoryStatus => json(crate::directory_view::status(node).await),
         Request::Pings => json(crate::pings::list(node).await?),

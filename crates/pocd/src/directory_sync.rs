@@ -103,7 +103,11 @@ pub(crate) async fn run_periodic(node: Arc<Node>) {
     loop {
         match sync(&node, None).await {
             Ok(view) if view.adopted > 0 => {
-                tracing::info!(from = view.from_sequence, to = view.to_sequence, "directory synced")
+                tracing::info!(
+                    from = view.from_sequence,
+                    to = view.to_sequence,
+                    "directory synced"
+                )
             }
             Ok(_) => tracing::debug!("directory up to date"),
             Err(e) => tracing::warn!(error = %e.message, "directory sync failed"),
@@ -134,7 +138,12 @@ async fn fetch_from_service(
         .entries()
         .values()
         .find(|e| e.certificate.role() == Role::DirectoryManager && !e.revoked)
-        .map(|e| (e.certificate.poc_id().clone(), e.certificate.body().identity_key))
+        .map(|e| {
+            (
+                e.certificate.poc_id().clone(),
+                e.certificate.body().identity_key,
+            )
+        })
         .ok_or_else(|| anyhow!("the directory held lists no directory manager identity"))?;
     let socket = tokio::net::lookup_host(address)
         .await
@@ -274,7 +283,11 @@ pub(crate) async fn alerts(node: &Node) -> Vec<String> {
 
 /// The last sync's outcome.
 pub(crate) async fn last_sync(node: &Node) -> Option<String> {
-    node.db.run(|tx| tx.setting_get(LAST_SYNC_KEY)).await.ok().flatten()
+    node.db
+        .run(|tx| tx.setting_get(LAST_SYNC_KEY))
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn note_sync(node: &Node, text: String) {
@@ -308,8 +321,10 @@ async fn sync_locked(
     let mut held = current(node);
     let from_sequence = held.sequence();
     let candidates = match (file, node.config.directory.service.as_deref()) {
-        (Some(path), _) => vec![std::fs::read(&path)
-            .map_err(|e| ApiError::new(format!("cannot read {}: {e}", path.display()), None))?],
+        (Some(path), _) => vec![
+            std::fs::read(&path)
+                .map_err(|e| ApiError::new(format!("cannot read {}: {e}", path.display()), None))?,
+        ],
         (None, Some(address)) => fetch_from_service(node, address, &manager, &held)
             .await
             .map_err(fail)?,
@@ -331,7 +346,10 @@ async fn sync_locked(
     };
     for bytes in candidates {
         let snapshot = SignedSnapshot::from_bytes(&bytes).map_err(|e| {
-            ApiError::new(format!("refused: the offered snapshot does not decode: {e}"), None)
+            ApiError::new(
+                format!("refused: the offered snapshot does not decode: {e}"),
+                None,
+            )
         })?;
         let next = snapshot.verify(&manager).map_err(|e| {
             ApiError::new(

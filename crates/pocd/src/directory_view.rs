@@ -34,7 +34,12 @@ pub(crate) fn entries(node: &Node) -> Vec<DirectoryEntryView> {
                 phone: details.and_then(|d| d.phone.clone()),
                 email: details.and_then(|d| d.email.clone()),
                 working_languages: details
-                    .map(|d| d.working_languages.iter().map(|l| l.tag().to_owned()).collect())
+                    .map(|d| {
+                        d.working_languages
+                            .iter()
+                            .map(|l| l.tag().to_owned())
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 language: details.map(|d| d.language.tag().to_owned()),
                 english: details.and_then(|d| d.english.clone()),

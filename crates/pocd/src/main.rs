@@ -57,7 +57,10 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
     if let Some(offset) = clock::test_offset() {
-        tracing::warn!(offset, "TEST CLOCK: POCNET_CLOCK_OFFSET_FILE is set; time is shifted");
+        tracing::warn!(
+            offset,
+            "TEST CLOCK: POCNET_CLOCK_OFFSET_FILE is set; time is shifted"
+        );
     }
     let node = node::Node::start(config).await?;
     directory_sync::restore(&node).await?;

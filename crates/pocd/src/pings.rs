@@ -40,13 +40,20 @@ async fn received(node: &Node) -> Result<Vec<Received>, ApiError> {
     let mut pings: Vec<Received> = Vec::new();
     let mut answered = std::collections::HashSet::new();
     for entry in &entries {
-        let Some(message) = entry.content.as_deref().and_then(|c| Message::decode(c).ok()) else {
+        let Some(message) = entry
+            .content
+            .as_deref()
+            .and_then(|c| Message::decode(c).ok())
+        else {
             continue;
         };
         match (&entry.event, &message.body) {
             (RecordEvent::Received, Body::Ping(ping)) => {
                 // A reminder repeats the campaign: list it once.
-                if pings.iter().any(|p| p.view.campaign == ping.campaign.to_string()) {
+                if pings
+                    .iter()
+                    .any(|p| p.view.campaign == ping.campaign.to_string())
+                {
                     continue;
                 }
                 pings.push(Received {

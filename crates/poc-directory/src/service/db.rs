@@ -77,7 +77,9 @@ pub enum ServiceError {
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),
     /// A submission names a State that is not enrolled.
-    #[error("{state} is not enrolled: the manager enrols its root key first (`poc-directory enrol`)")]
+    #[error(
+        "{state} is not enrolled: the manager enrols its root key first (`poc-directory enrol`)"
+    )]
     NotEnrolled {
         /// The State.
         state: StateCode,
@@ -263,9 +265,10 @@ impl ServiceDb {
     ) -> Result<u64, ServiceError> {
         if let Some(held) = self.root_of(state)? {
             if held == root_key {
-                return self.latest()?.map(|s| s.sequence).ok_or_else(|| {
-                    ServiceError::Invalid("no snapshot published yet".into())
-                });
+                return self
+                    .latest()?
+                    .map(|s| s.sequence)
+                    .ok_or_else(|| ServiceError::Invalid("no snapshot published yet".into()));
             }
             if !replace {
                 return Err(ServiceError::AlreadyEnrolled { state });
@@ -442,9 +445,9 @@ fn publish(
     };
     let signed = SignedSnapshot::sign(&body, manager)
         .map_err(|e| ServiceError::Invalid(format!("cannot sign the snapshot: {e}")))?;
-    let check: VerifiedDirectory = signed
-        .verify(&manager.public())
-        .map_err(|e| ServiceError::Invalid(format!("the snapshot just signed does not verify: {e}")))?;
+    let check: VerifiedDirectory = signed.verify(&manager.public()).map_err(|e| {
+        ServiceError::Invalid(format!("the snapshot just signed does not verify: {e}"))
+    })?;
     if let Some(bad) = check.rejected().first() {
         // Every stored entry was verified when submitted; one failing now
         // means its State's root key was replaced since. It stays out of
@@ -454,7 +457,12 @@ fn publish(
     let bytes = signed.to_bytes();
     tx.execute(
         "INSERT INTO snapshot (sequence, digest, issued_at, bytes) VALUES (?1, ?2, ?3, ?4)",
-        params![to_i64(sequence), &signed.digest().0[..], to_i64(now.0), bytes],
+        params![
+            to_i64(sequence),
+            &signed.digest().0[..],
+            to_i64(now.0),
+            bytes
+        ],
     )?;
     Ok(sequence)
 }

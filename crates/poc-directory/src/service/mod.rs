@@ -140,10 +140,17 @@ impl ServiceConfig {
     pub fn load(path: &Path) -> anyhow::Result<ServiceConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the configuration file {}", path.display()))?;
-        let mut config: ServiceConfig = toml::from_str(&text)
-            .with_context(|| format!("{} is not a valid poc-directory configuration", path.display()))?;
+        let mut config: ServiceConfig = toml::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a valid poc-directory configuration",
+                path.display()
+            )
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.service.data_dir, &mut config.service.manager_key] {
+        for p in [
+            &mut config.service.data_dir,
+            &mut config.service.manager_key,
+        ] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -157,7 +164,10 @@ impl ServiceConfig {
             );
         }
         if config.campaigns.retry_seconds == 0 {
-            bail!("{}: [campaigns] retry_seconds must be at least 1", path.display());
+            bail!(
+                "{}: [campaigns] retry_seconds must be at least 1",
+                path.display()
+            );
         }
         PocId::new(&config.service.ping_poc_id)
             .map_err(|e| anyhow!("{}: [service] ping_poc_id: {e}", path.display()))?;
@@ -347,8 +357,13 @@ impl Service {
         if latest.sequence == self.directory().sequence() {
             return Ok(());
         }
-        let verified = SignedSnapshot::from_bytes(&latest.bytes)?.verify(&self.side.manager.public())?;
-        tracing::info!(sequence = verified.sequence(), pocs = verified.entries().len(), "serving a new directory snapshot");
+        let verified =
+            SignedSnapshot::from_bytes(&latest.bytes)?.verify(&self.side.manager.public())?;
+        tracing::info!(
+            sequence = verified.sequence(),
+            pocs = verified.entries().len(),
+            "serving a new directory snapshot"
+        );
         if let Ok(mut bytes) = self.latest_bytes.write() {
             *bytes = Arc::new(latest.bytes);
         }
@@ -408,13 +423,22 @@ impl Service {
 /// Starts everything and runs until the process is stopped.
 pub async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     if clock::is_shifted() {
-        tracing::warn!(offset = clock::offset(), "TEST CLOCK: {} is set; time is shifted", clock::OFFSET_FILE_ENV);
+        tracing::warn!(
+            offset = clock::offset(),
+            "TEST CLOCK: {} is set; time is shifted",
+            clock::OFFSET_FILE_ENV
+        );
     }
     let (db, side) = open(&config)?;
     let own = side.certificate.verify_by_manager(&side.manager.public())?;
     let mut prekeys = PrekeyRing::new();
-    prekeys.insert(own.body().prekey.clone(), PrekeySecret::from_secret_bytes(&side.prekey.to_secret_bytes()))?;
-    let latest = db.latest()?.ok_or_else(|| anyhow!("no snapshot was published"))?;
+    prekeys.insert(
+        own.body().prekey.clone(),
+        PrekeySecret::from_secret_bytes(&side.prekey.to_secret_bytes()),
+    )?;
+    let latest = db
+        .latest()?
+        .ok_or_else(|| anyhow!("no snapshot was published"))?;
     let verified = SignedSnapshot::from_bytes(&latest.bytes)?.verify(&side.manager.public())?;
     let directory: SharedDirectory = Arc::new(RwLock::new(Arc::new(verified)));
     let authority = Arc::new(Participants(directory.clone()));
@@ -514,7 +538,11 @@ async fn serve_public(listener: tokio::net::TcpListener, service: Arc<Service>) 
             let overview = service.overview();
             let (status, kind, body) = match path.as_str() {
                 "/overview.json" => ("200 OK", "application/json", format!("{overview:#}\n")),
-                "/" => ("200 OK", "text/plain; charset=utf-8", overview_text(&overview)),
+                "/" => (
+                    "200 OK",
+                    "text/plain; charset=utf-8",
+                    overview_text(&overview),
+                ),
                 _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
             };
             let response = format!(

@@ -17,7 +17,9 @@ use poc_proto::campaign::{PingCampaign, Target, TargetStatus};
 use poc_proto::envelope::{MemoryReplayCache, Recipient, Sender, VerifyPolicy};
 use poc_proto::keys::EphemeralSecret;
 use poc_proto::message::{CampaignId, Handling, Header, Language, Ping};
-use poc_proto::{Body, Issuer, Message, MessageId, PocId, Role, Seconds, StateCode, ThreadId, Timestamp};
+use poc_proto::{
+    Body, Issuer, Message, MessageId, PocId, Role, Seconds, StateCode, ThreadId, Timestamp,
+};
 use poc_transport::{Connection, Endpoint};
 use rusqlite::{OptionalExtension, params};
 
@@ -78,7 +80,10 @@ pub fn record_event(
 }
 
 /// Rebuilds a campaign from its rows.
-pub fn load_campaign(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<Option<PingCampaign>> {
+pub fn load_campaign(
+    conn: &rusqlite::Connection,
+    id: &str,
+) -> anyhow::Result<Option<PingCampaign>> {
     let row: Option<(i64, i64, i64)> = conn
         .query_row(
             "SELECT started_at, reply_window, reminder_lead FROM campaign WHERE id = ?1",
@@ -90,12 +95,23 @@ pub fn load_campaign(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<Op
         return Ok(None);
     };
     let campaign_id = CampaignId::from_hex(id).ok_or_else(|| anyhow!("bad campaign id {id}"))?;
-    let mut stmt = conn.prepare("SELECT poc_id, state, role FROM campaign_target WHERE campaign = ?1")?;
+    let mut stmt =
+        conn.prepare("SELECT poc_id, state, role FROM campaign_target WHERE campaign = ?1")?;
     let targets = stmt
-        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?
         .map(|row| {
             let (poc, state, role) = row?;
-            Ok(Target::new(PocId::new(&poc)?, StateCode::new(&state)?, role_parse(&role)))
+            Ok(Target::new(
+                PocId::new(&poc)?,
+                StateCode::new(&state)?,
+                role_parse(&role),
+            ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let secs = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -106,11 +122,14 @@ pub fn load_campaign(conn: &rusqlite::Connection, id: &str) -> anyhow::Result<Op
         targets,
     )?
     .with_reminder_lead(Seconds(secs(lead)));
-    let mut stmt = conn.prepare(
-        "SELECT poc_id, kind, at FROM campaign_event WHERE campaign = ?1 ORDER BY seq",
-    )?;
+    let mut stmt = conn
+        .prepare("SELECT poc_id, kind, at FROM campaign_event WHERE campaign = ?1 ORDER BY seq")?;
     let events = stmt.query_map([id], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for event in events {
         let (poc, kind, at) = event?;
@@ -197,10 +216,13 @@ impl Pinger {
             for target in report.targets {
                 let undelivered = matches!(
                     target.status,
-                    TargetStatus::Pending | TargetStatus::Sent { .. } | TargetStatus::Unreachable { .. }
+                    TargetStatus::Pending
+                        | TargetStatus::Sent { .. }
+                        | TargetStatus::Unreachable { .. }
                 );
                 if undelivered {
-                    self.try_ping(&id, &campaign, &target.poc, now, false).await?;
+                    self.try_ping(&id, &campaign, &target.poc, now, false)
+                        .await?;
                 }
             }
         }
@@ -264,8 +286,10 @@ impl Pinger {
         let id = self.start(now)?;
         let db = self.service.db();
         if let Some(req) = requested {
-            db.conn()
-                .execute("UPDATE campaign_request SET handled = 1 WHERE id <= ?1", [req])?;
+            db.conn().execute(
+                "UPDATE campaign_request SET handled = 1 WHERE id <= ?1",
+                [req],
+            )?;
         }
         tracing::info!(campaign = %id, scheduled, "ping campaign started");
         Ok(())
@@ -289,7 +313,9 @@ impl Pinger {
         )?;
         for entry in directory.entries().values().filter(|e| !e.revoked) {
             let body = entry.certificate.body();
-            let Issuer::State(state) = body.issuer else { continue };
+            let Issuer::State(state) = body.issuer else {
+                continue;
+            };
             tx.execute(
                 "INSERT INTO campaign_target (campaign, poc_id, state, role) VALUES (?1, ?2, ?3, ?4)",
                 params![id, body.poc_id.as_str(), state.as_str(), role_text(body.role)],
@@ -309,7 +335,10 @@ impl Pinger {
         now: Timestamp,
         reminder: bool,
     ) -> anyhow::Result<bool> {
-        let key = (format!("{id}{}", if reminder { "/r" } else { "" }), poc.clone());
+        let key = (
+            format!("{id}{}", if reminder { "/r" } else { "" }),
+            poc.clone(),
+        );
         {
             let attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
             if attempts.get(&key).is_some_and(|a| a.next_at > now.0) {
@@ -332,18 +361,35 @@ impl Pinger {
                 entry.next_at = u64::MAX;
                 drop(attempts);
                 if !reminder {
-                    record_event(self.service.db().conn(), id, poc, "delivered", clock::now(), None)?;
+                    record_event(
+                        self.service.db().conn(),
+                        id,
+                        poc,
+                        "delivered",
+                        clock::now(),
+                        None,
+                    )?;
                 }
                 Ok(true)
             }
             Err(reason) => {
                 entry.failures += 1;
-                entry.next_at = now.plus(Seconds(self.service.config.campaigns.retry_seconds)).0;
+                entry.next_at = now
+                    .plus(Seconds(self.service.config.campaigns.retry_seconds))
+                    .0;
                 let failures = entry.failures;
                 drop(attempts);
                 tracing::info!(campaign = %id, poc = %poc, %reason, failures, "ping not delivered");
-                if failures == self.service.config.campaigns.unreachable_after_attempts && !reminder {
-                    record_event(self.service.db().conn(), id, poc, "unreachable", now, Some(&reason))?;
+                if failures == self.service.config.campaigns.unreachable_after_attempts && !reminder
+                {
+                    record_event(
+                        self.service.db().conn(),
+                        id,
+                        poc,
+                        "unreachable",
+                        now,
+                        Some(&reason),
+                    )?;
                 }
                 Ok(false)
             }
@@ -381,7 +427,9 @@ impl Pinger {
                 &message,
                 &recipient,
                 &prekey,
-                now.plus(Seconds::hours(self.service.config.campaigns.reply_window_hours)),
+                now.plus(Seconds::hours(
+                    self.service.config.campaigns.reply_window_hours,
+                )),
                 EphemeralSecret::generate(&mut OsRandom::new()),
             )
             .map_err(|e| e.to_string())?;
@@ -393,8 +441,12 @@ impl Pinger {
                 poc_proto::certificate::Endpoint::Direct { address } => Some(address.clone()),
                 poc_proto::certificate::Endpoint::Relay { .. } => None,
             })
-            .ok_or_else(|| format!("{poc} lists no direct endpoint (relay delivery of pings is not built yet)"))?;
-        let conn = self.connection(poc, &address, recipient.body().identity_key).await?;
+            .ok_or_else(|| {
+                format!("{poc} lists no direct endpoint (relay delivery of pings is not built yet)")
+            })?;
+        let conn = self
+            .connection(poc, &address, recipient.body().identity_key)
+            .await?;
         match conn.request(sealed.as_bytes()).await {
             Ok(answer) if answer.first() == Some(&ACK_ACCEPTED) => Ok(()),
             Ok(answer) => Err(format!("refused by {poc} (answer {answer:02x?})")),

@@ -135,7 +135,9 @@ pub fn view(
                     _ => delivered.get(t.poc.as_str()).map(ToString::to_string),
                 },
                 replied_at: t.replied_at.map(|at| at.to_string()),
-                reply_after_seconds: t.replied_at.map(|at| at.0.saturating_sub(report.started_at.0)),
+                reply_after_seconds: t
+                    .replied_at
+                    .map(|at| at.0.saturating_sub(report.started_at.0)),
                 reminded_at: t.reminded_at.map(|at| at.to_string()),
             })
             .collect(),

@@ -188,7 +188,11 @@ impl Net {
                 },
             );
         }
-        for state in setups.values().map(|p| p.state).collect::<std::collections::BTreeSet<_>>() {
+        for state in setups
+            .values()
+            .map(|p| p.state)
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             let root_key = state_root(state.as_str());
             poc_keyfile::write_public(
                 &root.path().join(format!("{state}-root.pub")),
@@ -250,7 +254,13 @@ impl Net {
 
     pub fn enrol(&self, state: &str) {
         let key = self.path().join(format!("{state}-root.pub"));
-        self.manager(&["enrol", "--state", state, "--root-key", key.to_str().unwrap()]);
+        self.manager(&[
+            "enrol",
+            "--state",
+            state,
+            "--root-key",
+            key.to_str().unwrap(),
+        ]);
     }
 
     /// The details a State signs for `id`.
@@ -259,7 +269,15 @@ impl Net {
         EntryDetails {
             poc_id: poc.id.clone(),
             revision,
-            entity: format!("{} {}", poc.state, if poc.role == Role::Technical { "national CERT" } else { "ministry of foreign affairs" }),
+            entity: format!(
+                "{} {}",
+                poc.state,
+                if poc.role == Role::Technical {
+                    "national CERT"
+                } else {
+                    "ministry of foreign affairs"
+                }
+            ),
             person_name: Some(format!("Officer of {id}")),
             person_title: Some("Duty officer".into()),
             phone: Some(format!("+000 {}", poc.port)),
@@ -272,7 +290,14 @@ impl Net {
     }
 
     /// Writes a submission for `id` signed by `signer` and returns its path.
-    pub fn submission(&self, id: &str, details: &EntryDetails, certificate: &PocCertificate, signer: &StateRootKeyPair, name: &str) -> PathBuf {
+    pub fn submission(
+        &self,
+        id: &str,
+        details: &EntryDetails,
+        certificate: &PocCertificate,
+        signer: &StateRootKeyPair,
+        name: &str,
+    ) -> PathBuf {
         let submission = EntrySubmission {
             certificate: certificate.clone(),
             details: SignedEntryDetails::sign(details, signer).unwrap(),
