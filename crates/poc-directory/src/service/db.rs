@@ -466,3 +466,151 @@ fn publish(
     )?;
     Ok(sequence)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poc_proto::certificate::{CertificateBody, Endpoint, Prekey, PrekeyId};
+    use poc_proto::directory::{EntryDetails, SignedEntryDetails};
+    use poc_proto::keys::{IdentityKeyPair, PrekeySecret, StateRootKeyPair};
+    use poc_proto::message::Language;
+    use poc_proto::{Role, Seconds};
+
+    const NOW: Timestamp = Timestamp(1_800_000_000);
+
+    fn cert(
+        id: &str,
+        issuer: Issuer,
+        role: Role,
+        sign: impl Fn(&CertificateBody) -> PocCertificate,
+    ) -> PocCertificate {
+        let prekey = PrekeySecret::from_secret_bytes(&[3; 32]);
+        sign(&CertificateBody {
+            poc_id: PocId::new(id).unwrap(),
+            issuer,
+            role,
+            identity_key: IdentityKeyPair::from_secret_bytes(&[id.len() as u8; 32]).public(),
+            prekey: Prekey {
+                id: PrekeyId(1),
+                public: prekey.public(),
+                valid_from: NOW.minus(Seconds::DAY),
+                valid_until: NOW.plus(Seconds::days(30)),
+            },
+            valid_from: NOW.minus(Seconds::DAY),
+            valid_until: NOW.plus(Seconds::days(30)),
+            endpoints: vec![Endpoint::Direct {
+                address: "127.0.0.1:1".into(),
+            }],
+        })
+    }
+
+    fn submission(root: &StateRootKeyPair, revision: u64, revoked: bool) -> Vec<u8> {
+        let certificate = cert(
+            "EST.cert",
+            Issuer::State(StateCode::new("EST").unwrap()),
+            Role::Technical,
+            |b| PocCertificate::issue_by_state(b, root).unwrap(),
+        );
+        let details = EntryDetails {
+            poc_id: PocId::new("EST.cert").unwrap(),
+            revision,
+            entity: "CERT-EE".into(),
+            person_name: None,
+            person_title: None,
+            phone: None,
+            email: None,
+            working_languages: vec![Language::English],
+            language: Language::English,
+            english: None,
+            revoked,
+        };
+        EntrySubmission {
+            certificate,
+            details: SignedEntryDetails::sign(&details, root).unwrap(),
+        }
+        .to_bytes()
+        .unwrap()
+    }
+
+    #[test]
+    fn every_change_publishes_a_chained_snapshot_and_bad_submissions_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = ServiceDb::open(&dir.path().join("d.sqlite")).unwrap();
+        let manager = ManagerKeyPair::from_secret_bytes(&[1; 32]);
+        let own = cert(
+            "UN.ping",
+            Issuer::DirectoryManager,
+            Role::DirectoryManager,
+            |b| PocCertificate::issue_by_manager(b, &manager).unwrap(),
+        );
+        assert_eq!(db.ensure_published(&manager, &own, NOW).unwrap(), 1);
+        assert_eq!(
+            db.ensure_published(&manager, &own, NOW).unwrap(),
+            1,
+            "nothing changed"
+        );
+        let root = StateRootKeyPair::from_secret_bytes(&[2; 32]);
+        let est = StateCode::new("EST").unwrap();
+        // Not enrolled yet.
+        let err = db
+            .submit(&submission(&root, 1, false), &manager, &own, NOW)
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::NotEnrolled { .. }), "{err}");
+        assert_eq!(
+            db.enrol(est, root.public(), false, &manager, &own, NOW)
+                .unwrap(),
+            2
+        );
+        // Another key for EST without --replace is refused.
+        let other = StateRootKeyPair::from_secret_bytes(&[4; 32]);
+        let err = db
+            .enrol(est, other.public(), false, &manager, &own, NOW)
+            .unwrap_err();
+        assert!(matches!(err, ServiceError::AlreadyEnrolled { .. }));
+        // Signed by another key: refused with the reason.
+        let err = db
+            .submit(&submission(&other, 1, false), &manager, &own, NOW)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not signed by EST's enrolled root key"),
+            "{err}"
+        );
+        let (_, seq) = db
+            .submit(&submission(&root, 1, false), &manager, &own, NOW)
+            .unwrap();
+        assert_eq!(seq, 3);
+        // A replayed older revision is refused; a newer one (a revocation) is published.
+        let err = db
+            .submit(&submission(&root, 1, false), &manager, &own, NOW)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ServiceError::StaleRevision {
+                held: 1,
+                offered: 1,
+                ..
+            }
+        ));
+        let (_, seq) = db
+            .submit(&submission(&root, 2, true), &manager, &own, NOW)
+            .unwrap();
+        assert_eq!(seq, 4);
+        // The chain links up and the last snapshot lists EST.cert revoked.
+        let mut previous: Option<VerifiedDirectory> = None;
+        for n in 1..=4 {
+            let s = db.snapshot(n).unwrap().unwrap();
+            let v = SignedSnapshot::from_bytes(&s.bytes)
+                .unwrap()
+                .verify(&manager.public())
+                .unwrap();
+            if let Some(p) = &previous {
+                assert_eq!(p.check_successor(&v), Ok(true));
+            }
+            previous = Some(v);
+        }
+        let last = previous.unwrap();
+        assert!(last.entries()[&PocId::new("EST.cert").unwrap()].revoked);
+        assert!(last.rejected().is_empty());
+    }
+}

@@ -33,8 +33,13 @@ const ACK_ACCEPTED: u8 = 0;
 #[derive(Debug, Default)]
 struct Attempts {
     failures: u64,
+    /// Next attempt (seconds); `u64::MAX` while one is under way or done.
     next_at: u64,
+    done: bool,
 }
+
+/// Deliveries under way at once.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// The campaign driver and the ping identity's endpoint.
 pub struct Pinger {
@@ -43,6 +48,7 @@ pub struct Pinger {
     connections: tokio::sync::Mutex<HashMap<PocId, Connection>>,
     attempts: Mutex<HashMap<(String, PocId), Attempts>>,
     replay: Mutex<MemoryReplayCache>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Pinger {
@@ -196,11 +202,12 @@ impl Pinger {
             connections: tokio::sync::Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             replay: Mutex::new(MemoryReplayCache::default()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 
     /// One step of the driver.
-    pub async fn tick(&self) -> anyhow::Result<()> {
+    pub async fn tick(self: &Arc<Self>) -> anyhow::Result<()> {
         let now = clock::now();
         self.maybe_start(now)?;
         let Some((id, _)) = latest_campaign(self.service.db().conn())? else {
@@ -210,10 +217,12 @@ impl Pinger {
             return Ok(());
         };
         let deadline = campaign.deadline();
-        // Deliver pings not yet delivered, while the reply window is open.
+        // Deliver pings not yet delivered, while the reply window is open,
+        // and the reminders that are due: each in its own task (at most
+        // `MAX_IN_FLIGHT` at once), so an unreachable PoC holds up no one.
+        let mut due = Vec::new();
         if now < deadline {
-            let report = campaign.report(now);
-            for target in report.targets {
+            for target in campaign.report(now).targets {
                 let undelivered = matches!(
                     target.status,
                     TargetStatus::Pending
@@ -221,17 +230,31 @@ impl Pinger {
                         | TargetStatus::Unreachable { .. }
                 );
                 if undelivered {
-                    self.try_ping(&id, &campaign, &target.poc, now, false)
-                        .await?;
+                    due.push((target.poc, false));
                 }
             }
         }
-        // Reminders.
-        for poc in campaign.reminder_due(now) {
-            if self.try_ping(&id, &campaign, &poc, now, true).await? {
-                record_event(self.service.db().conn(), &id, &poc, "reminded", now, None)?;
-                tracing::info!(campaign = %id, poc = %poc, "reminder sent");
+        due.extend(
+            campaign
+                .reminder_due(now)
+                .into_iter()
+                .map(|poc| (poc, true)),
+        );
+        for (poc, reminder) in due {
+            if !self.claim(&id, &poc, reminder, now) {
+                continue;
             }
+            let me = self.clone();
+            let id = id.clone();
+            let ping = campaign.ping();
+            tokio::spawn(async move {
+                let Ok(_permit) = me.in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                if let Err(e) = me.try_ping(&id, ping, &poc, now, reminder).await {
+                    tracing::error!(campaign = %id, poc = %poc, error = %e, "cannot record a ping attempt");
+                }
+            });
         }
         // Deadline: overdue PoCs, logged once (recorded as an event).
         let noted: bool = self
@@ -325,56 +348,59 @@ impl Pinger {
         Ok(id)
     }
 
-    /// Seals and delivers a ping to `poc` if an attempt is due. Returns
-    /// whether it was delivered.
+    fn key(id: &str, poc: &PocId, reminder: bool) -> (String, PocId) {
+        (
+            format!("{id}{}", if reminder { "/reminder" } else { "" }),
+            poc.clone(),
+        )
+    }
+
+    /// Claims the next attempt for `poc` if one is due and none is under
+    /// way; an attempt under way holds `next_at` at `u64::MAX`.
+    fn claim(&self, id: &str, poc: &PocId, reminder: bool, now: Timestamp) -> bool {
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = attempts.entry(Self::key(id, poc, reminder)).or_default();
+        if entry.next_at > now.0 {
+            return false;
+        }
+        entry.next_at = u64::MAX;
+        true
+    }
+
+    /// Seals and delivers one ping (or reminder) to `poc`, and records what
+    /// happened.
     async fn try_ping(
         &self,
         id: &str,
-        campaign: &PingCampaign,
+        ping: Ping,
         poc: &PocId,
         now: Timestamp,
         reminder: bool,
-    ) -> anyhow::Result<bool> {
-        let key = (
-            format!("{id}{}", if reminder { "/r" } else { "" }),
-            poc.clone(),
-        );
-        {
-            let attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-            if attempts.get(&key).is_some_and(|a| a.next_at > now.0) {
-                return Ok(false);
-            }
-        }
-        let first = !self
+    ) -> anyhow::Result<()> {
+        let key = Self::key(id, poc, reminder);
+        let first = self
             .attempts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&key);
+            .get(&key)
+            .is_none_or(|a| a.failures == 0 && !a.done);
         if first && !reminder {
             record_event(self.service.db().conn(), id, poc, "sent", now, None)?;
         }
-        let outcome = self.deliver_ping(campaign.ping(), poc, now).await;
+        let outcome = self.deliver_ping(ping, poc, now).await;
         let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let entry = attempts.entry(key).or_default();
         match outcome {
             Ok(()) => {
-                entry.next_at = u64::MAX;
+                entry.done = true;
                 drop(attempts);
-                if !reminder {
-                    record_event(
-                        self.service.db().conn(),
-                        id,
-                        poc,
-                        "delivered",
-                        clock::now(),
-                        None,
-                    )?;
-                }
-                Ok(true)
+                let kind = if reminder { "reminded" } else { "delivered" };
+                record_event(self.service.db().conn(), id, poc, kind, clock::now(), None)?;
+                tracing::info!(campaign = %id, poc = %poc, reminder, "ping delivered");
             }
             Err(reason) => {
                 entry.failures += 1;
-                entry.next_at = now
+                entry.next_at = clock::now()
                     .plus(Seconds(self.service.config.campaigns.retry_seconds))
                     .0;
                 let failures = entry.failures;
@@ -391,9 +417,9 @@ impl Pinger {
                         Some(&reason),
                     )?;
                 }
-                Ok(false)
             }
         }
+        Ok(())
     }
 
     async fn deliver_ping(&self, ping: Ping, poc: &PocId, now: Timestamp) -> Result<(), String> {
@@ -463,8 +489,7 @@ impl Pinger {
         address: &str,
         key: poc_proto::keys::IdentityPublicKey,
     ) -> Result<Connection, String> {
-        let mut cache = self.connections.lock().await;
-        if let Some(conn) = cache.get(poc)
+        if let Some(conn) = self.connections.lock().await.get(poc)
             && !conn.is_closed()
         {
             return Ok(conn.clone());
@@ -479,7 +504,10 @@ impl Pinger {
             .connect(socket, key)
             .await
             .map_err(|e| format!("cannot reach {poc} at {address}: {e}"))?;
-        cache.insert(poc.clone(), conn.clone());
+        self.connections
+            .lock()
+            .await
+            .insert(poc.clone(), conn.clone());
         Ok(conn)
     }
 
