@@ -582,6 +582,12 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
         let r = report(&net);
         (r["totals"]["replied"] == 4).then_some(())
     });
+    // KEN.mfa's node is down: after the first failed attempt (10 s
+    // handshake timeout) it counts as unreachable; delivery is still retried.
+    eventually("KEN.mfa to count as unreachable", || {
+        let r = report(&net);
+        (r["totals"]["unreachable"] == 1).then_some(())
+    });
     // KEN.cert's operator sees the ping, unanswered.
     let pings: Vec<PingView> = eventually("the ping at KEN.cert", || {
         let p: Vec<PingView> = net.call("KEN.cert", &Request::Pings);

@@ -127,7 +127,7 @@ impl Net {
                  listen_directory = \"127.0.0.1:{directory_port}\"\nlisten_node = \"127.0.0.1:{node_port}\"\n\
                  listen_public = \"127.0.0.1:{public_port}\"\npoll_ms = 200\n\n\
                  [campaigns]\ninterval_days = 182\nreply_window_hours = 48\nreminder_lead_hours = 12\n\
-                 retry_seconds = 1\nunreachable_after_attempts = 2\n"
+                 retry_seconds = 1\nunreachable_after_attempts = 1\n"
             ),
         )
         .unwrap();
