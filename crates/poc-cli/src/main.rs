@@ -26,6 +26,7 @@ mod fail;
 mod parse;
 mod render;
 mod rng;
+mod state_entry;
 
 use daemon::{Connection, Read};
 use parse::{ThreadRef, When};
@@ -110,6 +111,9 @@ enum StateCommand {
         #[arg(long, value_name = "CODE")]
         state: Option<String>,
     },
+    /// Sign a PoC's directory entry (contact details, languages, or a
+    /// revocation) for the directory manager (`poc-directory submit`).
+    SignEntry(state_entry::SignEntryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -396,6 +400,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 out,
                 state,
             })?),
+            StateCommand::SignEntry(args) => print(state_entry::sign_entry(args)?),
         },
         Command::Init(a) => print(ceremony::init(&ceremony::InitParams {
             poc: a.poc,

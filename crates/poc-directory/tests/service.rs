@@ -660,3 +660,148 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     });
     assert_eq!(next["totals"]["targets"], 6);
 }
+
+/// Runs the `poc` binary (offline ceremony commands).
+fn poc(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(common::bin("poc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_state_ceremony_with_the_cli_tools() {
+    // The manager's configuration only (no PoC made by the harness).
+    let net = Net::new(&[]);
+    let p = |name: &str| net.path().join(name).display().to_string();
+    // EST makes its root key, a PoC's keys and certificate, and signs its entry.
+    ok(poc(&[
+        "state",
+        "init",
+        "--state",
+        "EST",
+        "--out",
+        &p("est"),
+    ]));
+    ok(poc(&[
+        "init",
+        "--poc",
+        "EST.cert",
+        "--role",
+        "technical",
+        "--endpoint",
+        "127.0.0.1:7401",
+        "--out",
+        &p("est-cert"),
+    ]));
+    ok(poc(&[
+        "state",
+        "sign-cert",
+        "--root-key",
+        &p("est/state-root.key"),
+        "--request",
+        &p("est-cert/EST.cert.request.json"),
+        "--out",
+        &p("EST.cert.cert"),
+    ]));
+    let text = ok(poc(&[
+        "state",
+        "sign-entry",
+        "--root-key",
+        &p("est/state-root.key"),
+        "--cert",
+        &p("EST.cert.cert"),
+        "--entity",
+        "CERT-EE",
+        "--email",
+        "cert@example.invalid",
+        "--works-in",
+        "en,ru",
+        "--out",
+        &p("EST.cert.entry"),
+    ]));
+    assert!(text.contains("EST.cert entry revision 1"), "{text}");
+    // Another State's root cannot sign EST's entry.
+    ok(poc(&[
+        "state",
+        "init",
+        "--state",
+        "FRA",
+        "--out",
+        &p("fra"),
+    ]));
+    let out = poc(&[
+        "state",
+        "sign-entry",
+        "--root-key",
+        &p("fra/state-root.key"),
+        "--cert",
+        &p("EST.cert.cert"),
+        "--entity",
+        "x",
+        "--out",
+        &p("bad.entry"),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not signed by this root key"));
+
+    // The manager enrols EST (key received through its mission) and submits.
+    let text = net.manager(&[
+        "enrol",
+        "--state",
+        "EST",
+        "--root-key",
+        &p("est/state-root.pub"),
+    ]);
+    assert!(text.contains("EST enrolled"), "{text}");
+    let text = net.manager(&["submit", &p("EST.cert.entry")]);
+    assert!(
+        text.contains("EST.cert: accepted; directory snapshot 3 published"),
+        "{text}"
+    );
+    // The same submission again is stale; a revocation needs revision 2.
+    let config = net.service_config.display().to_string();
+    let out = net.directory_cli(&["submit", "--config", &config, &p("EST.cert.entry")]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("revision 1 is not newer than revision 1")
+    );
+    ok(poc(&[
+        "state",
+        "sign-entry",
+        "--root-key",
+        &p("est/state-root.key"),
+        "--cert",
+        &p("EST.cert.cert"),
+        "--entity",
+        "CERT-EE",
+        "--revision",
+        "2",
+        "--revoke",
+        "--out",
+        &p("EST.cert.revoke"),
+    ]));
+    net.manager(&["submit", &p("EST.cert.revoke")]);
+    // The exported snapshot verifies with the manager's public key and lists it revoked.
+    net.manager(&["export", "--out", &p("directory.snapshot")]);
+    let out = net.directory_cli(&[
+        "show",
+        &p("directory.snapshot"),
+        "--manager-pub",
+        &p("manager.pub"),
+    ]);
+    let text = ok(out);
+    assert!(
+        text.contains("EST.cert") && text.contains("REVOKED"),
+        "{text}"
+    );
+}
