@@ -8,7 +8,12 @@
 //! samples per size), then times each operation and its baseline itself
 //! (median of 7 interleaved rounds) and prints the table used in
 //! BENCHMARKS.md.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -75,7 +80,7 @@ fn fixture(n: usize) -> Fixture {
         let root = &roots[s];
         let mut seed = [9u8; 32];
         seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
-        let poc_id = PocId::new(&format!("{state}.poc{i}")).unwrap();
+        let poc_id = PocId::new(format!("{state}.poc{i}")).unwrap();
         let body = CertificateBody {
             poc_id: poc_id.clone(),
             issuer: Issuer::State(state),

@@ -95,18 +95,26 @@ pub(crate) fn enrol(
 pub(crate) fn submit(config: &Path, files: &[PathBuf]) -> anyhow::Result<String> {
     let config = ServiceConfig::load(config)?;
     let (mut db, side) = service::open(&config)?;
-    let mut text = String::new();
+    let mut contents = Vec::new();
     for file in files {
-        let bytes =
-            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let (poc, sequence) = db
-            .submit(&bytes, &side.manager, &side.certificate, clock::now())
-            .map_err(|e| anyhow!("{}: {e}. Nothing was published.", file.display()))?;
-        let _ = writeln!(
-            text,
-            "{poc}: accepted; directory snapshot {sequence} published."
-        );
+        contents
+            .push(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?);
     }
+    let batch: Vec<&[u8]> = contents.iter().map(Vec::as_slice).collect();
+    let (ids, sequence) = db
+        .submit_batch(&batch, &side.manager, &side.certificate, clock::now())
+        .map_err(|e| {
+            let named = match files {
+                [one] => one.display().to_string(),
+                _ => "the batch".to_owned(),
+            };
+            anyhow!("{named}: {e}. Nothing was published.")
+        })?;
+    let mut text = String::new();
+    for id in &ids {
+        let _ = writeln!(text, "{id}: accepted.");
+    }
+    let _ = writeln!(text, "Directory snapshot {sequence} published.");
     Ok(text)
 }
 

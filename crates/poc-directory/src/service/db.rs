@@ -285,16 +285,10 @@ impl ServiceDb {
         Ok(seq)
     }
 
-    /// Adds, updates or revokes a PoC from a State-signed submission:
-    /// refused unless both the certificate and the details verify under
-    /// the root key enrolled for the certificate's State. Publishes a snapshot.
-    pub fn submit(
-        &mut self,
-        bytes: &[u8],
-        manager: &ManagerKeyPair,
-        own: &PocCertificate,
-        now: Timestamp,
-    ) -> Result<(PocId, u64), ServiceError> {
+    /// Checks one State-signed submission: the State is enrolled, the
+    /// certificate and the details verify under its root key, and the
+    /// revision is newer than the one listed.
+    fn check(&self, bytes: &[u8]) -> Result<(PocId, StateCode, u64), ServiceError> {
         let submission = EntrySubmission::from_bytes(bytes)
             .map_err(|e| ServiceError::Invalid(format!("not an entry submission: {e}")))?;
         let claimed = submission
@@ -335,15 +329,65 @@ impl ServiceDb {
                 offered: details.revision,
             });
         }
+        Ok((poc_id, state, details.revision))
+    }
+
+    /// Adds, updates or revokes a PoC from a State-signed submission:
+    /// refused unless both the certificate and the details verify under
+    /// the root key enrolled for the certificate's State. Publishes a snapshot.
+    pub fn submit(
+        &mut self,
+        bytes: &[u8],
+        manager: &ManagerKeyPair,
+        own: &PocCertificate,
+        now: Timestamp,
+    ) -> Result<(PocId, u64), ServiceError> {
+        let (mut ids, seq) = self.submit_batch(&[bytes], manager, own, now)?;
+        let id = ids
+            .pop()
+            .ok_or_else(|| ServiceError::Invalid("nothing submitted".into()))?;
+        Ok((id, seq))
+    }
+
+    /// Several submissions, all or none, published as one snapshot. The
+    /// error of a refused one names its position (from 1).
+    pub fn submit_batch(
+        &mut self,
+        batch: &[&[u8]],
+        manager: &ManagerKeyPair,
+        own: &PocCertificate,
+        now: Timestamp,
+    ) -> Result<(Vec<PocId>, u64), ServiceError> {
+        let mut checked = Vec::with_capacity(batch.len());
+        for (i, bytes) in batch.iter().enumerate() {
+            let (poc_id, state, revision) = self.check(bytes).map_err(|e| {
+                if batch.len() > 1 {
+                    ServiceError::Invalid(format!("submission {}: {e}", i + 1))
+                } else {
+                    e
+                }
+            })?;
+            if checked
+                .iter()
+                .any(|(id, _, _, _): &(PocId, _, _, _)| *id == poc_id)
+            {
+                return Err(ServiceError::Invalid(format!(
+                    "{poc_id} is submitted twice in one batch"
+                )));
+            }
+            checked.push((poc_id, state, revision, *bytes));
+        }
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO entry (poc_id, state, revision, submission, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (poc_id) DO UPDATE SET revision = excluded.revision, submission = excluded.submission, updated_at = excluded.updated_at",
-            params![poc_id.as_str(), state.as_str(), to_i64(details.revision), bytes, to_i64(now.0)],
-        )?;
+        for (poc_id, state, revision, bytes) in &checked {
+            tx.execute(
+                "INSERT INTO entry (poc_id, state, revision, submission, updated_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (poc_id) DO UPDATE SET revision = excluded.revision, submission = excluded.submission, updated_at = excluded.updated_at",
+                params![poc_id.as_str(), state.as_str(), to_i64(*revision), bytes, to_i64(now.0)],
+            )?;
+        }
         let seq = publish(&tx, manager, own, now)?;
         tx.commit()?;
-        Ok((poc_id, seq))
+        Ok((checked.into_iter().map(|(id, ..)| id).collect(), seq))
     }
 
     /// Publishes a snapshot if the manager's own certificate changed (or

@@ -89,6 +89,12 @@ pub struct ServiceSection {
     /// How often the database is polled for changes, in milliseconds.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// Handshakes per second accepted from one address on the ping
+    /// endpoint (and the burst allowed), when many PoCs reply from behind
+    /// one address (a NAT, or a load test on loopback). Default: the
+    /// transport's (20).
+    #[serde(default)]
+    pub handshakes_per_second_per_ip: Option<u32>,
 }
 
 fn default_ping_id() -> String {
@@ -450,12 +456,17 @@ pub async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
         directory_limits(),
     )
     .with_context(|| format!("cannot listen on {}", config.service.listen_directory))?;
+    let mut node_limits = Limits::default();
+    if let Some(rate) = config.service.handshakes_per_second_per_ip {
+        node_limits.handshakes_per_second_per_ip = rate.max(1);
+        node_limits.handshake_burst_per_ip = rate.max(1);
+    }
     let node_endpoint = Endpoint::bind(
         config.service.listen_node,
         &side.identity,
         authority,
         poc_transport::ALPN_NODE,
-        Limits::default(),
+        node_limits,
     )
     .with_context(|| format!("cannot listen on {}", config.service.listen_node))?;
     let public = match config.service.listen_public {

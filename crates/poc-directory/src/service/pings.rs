@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use poc_proto::campaign::{PingCampaign, Target, TargetStatus};
 use poc_proto::envelope::{MemoryReplayCache, Recipient, Sender, VerifyPolicy};
 use poc_proto::keys::EphemeralSecret;
@@ -49,6 +49,49 @@ pub struct Pinger {
     attempts: Mutex<HashMap<(String, PocId), Attempts>>,
     replay: Mutex<MemoryReplayCache>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    events: tokio::sync::mpsc::UnboundedSender<EventJob>,
+}
+
+/// One campaign event to record.
+#[derive(Debug)]
+struct Event {
+    campaign: String,
+    poc: PocId,
+    kind: &'static str,
+    at: Timestamp,
+    detail: Option<String>,
+}
+
+type EventJob = (Event, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Group commit: records every event queued since the last commit in one
+/// transaction (one fsync), then tells each waiter. A ping reply is
+/// acknowledged to its sender only once its event is committed.
+async fn write_events(
+    service: Arc<Service>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<EventJob>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < 4096 {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let result = tokio::task::block_in_place(|| {
+            let mut db = service.db();
+            let tx = db.conn_mut().transaction()?;
+            for (e, _) in &jobs {
+                record_event(&tx, &e.campaign, &e.poc, e.kind, e.at, e.detail.as_deref())?;
+            }
+            tx.commit()
+        })
+        .map_err(|e| e.to_string());
+        for (_, done) in jobs {
+            let _ = done.send(result.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for Pinger {
@@ -196,6 +239,8 @@ pub fn request_campaign(conn: &rusqlite::Connection, now: Timestamp) -> anyhow::
 impl Pinger {
     /// A pinger speaking as the service's ping identity on `endpoint`.
     pub fn new(service: Arc<Service>, endpoint: Endpoint) -> Pinger {
+        let (events, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(write_events(service.clone(), rx));
         Pinger {
             service,
             endpoint,
@@ -203,7 +248,33 @@ impl Pinger {
             attempts: Mutex::new(HashMap::new()),
             replay: Mutex::new(MemoryReplayCache::default()),
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            events,
         }
+    }
+
+    /// Records one event (group-committed with others queued meanwhile).
+    async fn record(
+        &self,
+        campaign: &str,
+        poc: &PocId,
+        kind: &'static str,
+        at: Timestamp,
+        detail: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let event = Event {
+            campaign: campaign.to_owned(),
+            poc: poc.clone(),
+            kind,
+            at,
+            detail: detail.map(str::to_owned),
+        };
+        self.events
+            .send((event, done))
+            .map_err(|_| anyhow!("the event writer stopped"))?;
+        wait.await
+            .map_err(|_| anyhow!("the event writer stopped"))?
+            .map_err(|e| anyhow!("cannot record a campaign event: {e}"))
     }
 
     /// One step of the driver.
@@ -273,14 +344,14 @@ impl Pinger {
                 tracing::warn!(campaign = %id, poc = %poc, "OVERDUE: no ping reply within the reply window");
             }
             let me = self.service.own.poc_id().clone();
-            record_event(
-                self.service.db().conn(),
+            self.record(
                 &id,
                 &me,
                 "deadline",
                 now,
                 Some(&format!("{} overdue", overdue.len())),
-            )?;
+            )
+            .await?;
         }
         Ok(())
     }
@@ -385,37 +456,39 @@ impl Pinger {
             .get(&key)
             .is_none_or(|a| a.failures == 0 && !a.done);
         if first && !reminder {
-            record_event(self.service.db().conn(), id, poc, "sent", now, None)?;
+            self.record(id, poc, "sent", now, None).await?;
         }
         let outcome = self.deliver_ping(ping, poc, now).await;
-        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = attempts.entry(key).or_default();
+        // The lock is taken and released in this block, never across an await.
+        let failures = {
+            let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = attempts.entry(key).or_default();
+            match &outcome {
+                Ok(()) => {
+                    entry.done = true;
+                    0
+                }
+                Err(_) => {
+                    entry.failures += 1;
+                    entry.next_at = clock::now()
+                        .plus(Seconds(self.service.config.campaigns.retry_seconds))
+                        .0;
+                    entry.failures
+                }
+            }
+        };
         match outcome {
             Ok(()) => {
-                entry.done = true;
-                drop(attempts);
                 let kind = if reminder { "reminded" } else { "delivered" };
-                record_event(self.service.db().conn(), id, poc, kind, clock::now(), None)?;
+                self.record(id, poc, kind, clock::now(), None).await?;
                 tracing::info!(campaign = %id, poc = %poc, reminder, "ping delivered");
             }
             Err(reason) => {
-                entry.failures += 1;
-                entry.next_at = clock::now()
-                    .plus(Seconds(self.service.config.campaigns.retry_seconds))
-                    .0;
-                let failures = entry.failures;
-                drop(attempts);
                 tracing::info!(campaign = %id, poc = %poc, %reason, failures, "ping not delivered");
                 if failures == self.service.config.campaigns.unreachable_after_attempts && !reminder
                 {
-                    record_event(
-                        self.service.db().conn(),
-                        id,
-                        poc,
-                        "unreachable",
-                        now,
-                        Some(&reason),
-                    )?;
+                    self.record(id, poc, "unreachable", now, Some(&reason))
+                        .await?;
                 }
             }
         }
@@ -520,14 +593,14 @@ impl Pinger {
             tokio::spawn(async move {
                 while let Some(Ok(mut request)) = connection.accept_request().await {
                     let payload = std::mem::take(&mut request.payload);
-                    let answer = me.receive(&payload);
+                    let answer = me.receive(&payload).await;
                     let _ = request.respond(&answer).await;
                 }
             });
         }
     }
 
-    fn receive(&self, envelope: &[u8]) -> Vec<u8> {
+    async fn receive(&self, envelope: &[u8]) -> Vec<u8> {
         let now = clock::now();
         let directory = self.service.directory();
         let opened = {
@@ -552,19 +625,34 @@ impl Pinger {
         if let Body::PingReply(reply) = &message.body {
             let id = reply.campaign.to_string();
             let sender = message.header.sender.clone();
-            let result = (|| -> anyhow::Result<()> {
-                let db = self.service.db();
-                let known = load_campaign(db.conn(), &id)?
-                    .context("a ping reply for an unknown campaign")?;
-                if known.status(&sender).is_none() {
-                    return Err(anyhow!("{sender} is not a target of campaign {id}"));
+            let target: rusqlite::Result<Option<i64>> = self
+                .service
+                .db()
+                .conn()
+                .query_row(
+                    "SELECT 1 FROM campaign_target WHERE campaign = ?1 AND poc_id = ?2",
+                    params![id, sender.as_str()],
+                    |r| r.get(0),
+                )
+                .optional();
+            match target {
+                Ok(Some(_)) => match self.record(&id, &sender, "replied", now, None).await {
+                    Ok(()) => tracing::info!(campaign = %id, poc = %sender, "ping reply"),
+                    Err(e) => {
+                        // Not acknowledged: the PoC's node retries.
+                        tracing::error!(error = %e, "ping reply not recorded");
+                        let [hi, lo] = poc_proto::RejectCode::Internal.as_u16().to_be_bytes();
+                        return vec![1, hi, lo];
+                    }
+                },
+                Ok(None) => {
+                    tracing::warn!(campaign = %id, poc = %sender, "ping reply for no campaign of this PoC; not counted")
                 }
-                record_event(db.conn(), &id, &sender, "replied", now, None)?;
-                Ok(())
-            })();
-            match result {
-                Ok(()) => tracing::info!(campaign = %id, poc = %sender, "ping reply"),
-                Err(e) => tracing::warn!(error = %e, "ping reply not counted"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read campaign targets");
+                    let [hi, lo] = poc_proto::RejectCode::Internal.as_u16().to_be_bytes();
+                    return vec![1, hi, lo];
+                }
             }
         }
         vec![ACK_ACCEPTED]
