@@ -13,6 +13,15 @@
 //!
 //! The API is local-only by design: nothing here is reachable from the
 //! network, and nothing returned contains key material.
+//!
+//! Directory and ping requests (appended after the original ones):
+//! `{"DirectorySync": {"file": null}}` syncs from the directory service (or
+//! from a snapshot file path) and answers a [`DirectorySyncView`] (a refused
+//! rollback or fork is an error naming why); `"DirectoryEntries"` answers
+//! [`DirectoryEntryView`]s; `"DirectoryStatus"` a [`DirectoryStatusView`]
+//! with the alerts about the node's own State; `"Pings"` the
+//! [`PingView`]s received; `{"PingAck": {"campaign": "<hex>"}}` sends the
+//! ping reply.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};

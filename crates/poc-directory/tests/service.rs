@@ -805,3 +805,29 @@ fn the_state_ceremony_with_the_cli_tools() {
         "{text}"
     );
 }
+
+#[test]
+fn a_restarted_node_keeps_the_chain_it_synced() {
+    let mut net = started(&six()[..2]);
+    net.start_node("EST.cert", true);
+    let first: DirectoryStatusView = net.call("EST.cert", &Request::DirectoryStatus);
+    // A new revision of EST.mfa: snapshot first + 1; the node syncs it.
+    net.submit("EST.mfa", 2, false);
+    let view = eventually("the sync", || {
+        sync(&net, "EST.cert").ok().filter(|v| v.adopted > 0)
+    });
+    assert_eq!(view.to_sequence, first.sequence + 1);
+    // Restarted with the same (older) snapshot file in its configuration,
+    // and the service down (so nothing comes from it), it keeps the newer
+    // chain it synced, and refuses the old one.
+    let mut service = net.service.take().unwrap();
+    service.kill().unwrap();
+    service.wait().unwrap();
+    net.stop_node("EST.cert");
+    net.start_node("EST.cert", true);
+    let status: DirectoryStatusView = net.call("EST.cert", &Request::DirectoryStatus);
+    assert_eq!(status.sequence, first.sequence + 1);
+    let old = std::fs::read(net.path().join("directory.snapshot")).unwrap();
+    let err = sync_file(&net, "EST.cert", &old).unwrap_err();
+    assert!(err.contains("rollback refused"), "{err}");
+}

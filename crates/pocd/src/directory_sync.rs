@@ -82,6 +82,26 @@ pub(crate) async fn restore(node: &Arc<Node>) -> anyhow::Result<()> {
                 *dir = verified;
             }
         }
+        Some(stored) if stored.sequence < held.sequence() => {
+            // The configured file is newer than anything synced: adopt it
+            // only if it extends the stored chain.
+            let previous = SignedSnapshot::from_bytes(&stored.bytes)?.verify(&manager)?;
+            match previous.check_successor(&held) {
+                Ok(_) | Err(ChainError::Gap { .. }) => {
+                    let bytes = std::fs::read(&node.config.directory.snapshot)?;
+                    let (seq, digest) = (held.sequence(), held.digest().0);
+                    node.db
+                        .run(move |tx| tx.snapshot_put(seq, digest, &bytes))
+                        .await?;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "directory ALERT: the configured snapshot file does not extend the chain synced before; keeping the synced chain");
+                    if let Ok(mut dir) = node.directory.write() {
+                        *dir = previous;
+                    }
+                }
+            }
+        }
         Some(_) => {}
         None => {
             let bytes = std::fs::read(&node.config.directory.snapshot)?;
