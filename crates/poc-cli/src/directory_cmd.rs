@@ -54,6 +54,12 @@ enum DirectoryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send an entry signed by your State's root key (`poc state sign-entry`)
+    /// to the directory service.
+    Submit {
+        /// The submission file.
+        file: PathBuf,
+    },
     /// The snapshot held, the last sync and any alert about your State's entries.
     Status {
         /// Print JSON.
@@ -227,6 +233,14 @@ pub(crate) fn directory(
                     return Ok(Some(3));
                 }
             }
+        }
+        DirectoryCommand::Submit { file } => {
+            let file = std::path::absolute(&file)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            let answer: String = daemon.typed(&Request::DirectorySubmit { file })?;
+            emit(&format!("{answer}\nRun `poc directory sync` to see it.\n"))?;
         }
         DirectoryCommand::Status { json } => {
             let view: DirectoryStatusView = daemon.typed(&Request::DirectoryStatus)?;

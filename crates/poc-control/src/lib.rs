@@ -21,7 +21,9 @@
 //! [`DirectoryEntryView`]s; `"DirectoryStatus"` a [`DirectoryStatusView`]
 //! with the alerts about the node's own State; `"Pings"` the
 //! [`PingView`]s received; `{"PingAck": {"campaign": "<hex>"}}` sends the
-//! ping reply.
+//! ping reply; `{"DirectorySubmit": {"file": "/abs/EST.cert.entry"}}` sends
+//! a State-signed entry to the directory service and answers its
+//! confirmation (a string).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -79,6 +81,11 @@ pub enum Request {
     PingAck {
         /// The campaign.
         campaign: String,
+    },
+    /// Send a State-signed entry submission file to the directory service.
+    DirectorySubmit {
+        /// The submission file (from `poc state sign-entry`), an absolute path.
+        file: String,
     },
 }
 

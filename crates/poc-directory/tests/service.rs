@@ -831,3 +831,51 @@ fn a_restarted_node_keeps_the_chain_it_synced() {
     let err = sync_file(&net, "EST.cert", &old).unwrap_err();
     assert!(err.contains("rollback refused"), "{err}");
 }
+
+#[test]
+fn a_state_submits_its_entries_through_its_own_node() {
+    let mut net = started(&six()[..4]);
+    net.start_node("EST.cert", true);
+    net.start_node("FRA.cert", true);
+    // EST's root key holder signs a new revision of EST.mfa's details; the
+    // EST.cert node sends it to the service.
+    let mut details = net.details("EST.mfa", 2, false);
+    details.phone = Some("+372 555 0100".into());
+    let good = net.submission(
+        "EST.mfa",
+        &details,
+        &net.poc("EST.mfa").certificate,
+        &state_root("EST"),
+        "net",
+    );
+    let out = net.poc_cli("EST.cert", &["directory", "submit", good.to_str().unwrap()]);
+    let text = ok(out);
+    assert!(text.contains("EST.mfa: accepted"), "{text}");
+    // Everyone sees it at the next sync.
+    eventually("FRA.cert to see the new phone number", || {
+        sync(&net, "FRA.cert").ok()?;
+        let entries: Vec<DirectoryEntryView> = net.call("FRA.cert", &Request::DirectoryEntries);
+        entries
+            .iter()
+            .any(|e| e.poc_id.as_str() == "EST.mfa" && e.phone.as_deref() == Some("+372 555 0100"))
+            .then_some(())
+    });
+    // A participant cannot change another State's entry: FRA's node sends
+    // an entry for EST.mfa signed by FRA's root; the service refuses it.
+    let mut forged = net.details("EST.mfa", 3, true);
+    forged.entity = "hijacked".into();
+    let bad = net.submission(
+        "EST.mfa",
+        &forged,
+        &net.poc("EST.mfa").certificate,
+        &state_root("FRA"),
+        "forged",
+    );
+    let out = net.poc_cli("FRA.cert", &["directory", "submit", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not signed by EST's enrolled root key"),
+        "{err}"
+    );
+}

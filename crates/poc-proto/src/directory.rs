@@ -869,26 +869,37 @@ mod tests {
 /// one request and one response per QUIC stream (ALPN
 /// `pocnet-directory/1`). Sans-IO: only the frame encodings.
 ///
-/// Request: `00` (the latest snapshot) or `01 || u64be(sequence)` (that
-/// snapshot). Response: `00 || signed snapshot` or `01 || UTF-8 reason`.
+/// Request: `00` (the latest snapshot), `01 || u64be(sequence)` (that
+/// snapshot) or `02 || EntrySubmission` (a State-signed entry to list).
+/// Response: `00 || signed snapshot` (for a submission: `00 || UTF-8
+/// confirmation`) or `01 || UTF-8 reason`.
 pub mod fetch {
     /// What a node asks for.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, PartialEq, Eq)]
     pub enum FetchRequest {
         /// The newest snapshot.
         Latest,
         /// Snapshot number `n`.
         Get(u64),
+        /// An encoded [`EntrySubmission`](super::EntrySubmission) to list
+        /// (the service checks it under the State's enrolled root key).
+        Submit(Vec<u8>),
     }
 
     impl FetchRequest {
         /// The request frame.
-        pub fn encode(self) -> Vec<u8> {
+        pub fn encode(&self) -> Vec<u8> {
             match self {
                 FetchRequest::Latest => vec![0],
                 FetchRequest::Get(n) => {
                     let mut out = vec![1];
                     out.extend_from_slice(&n.to_be_bytes());
+                    out
+                }
+                FetchRequest::Submit(bytes) => {
+                    let mut out = Vec::with_capacity(bytes.len() + 1);
+                    out.push(2);
+                    out.extend_from_slice(bytes);
                     out
                 }
             }
@@ -901,6 +912,7 @@ pub mod fetch {
                 [1, rest @ ..] => Some(FetchRequest::Get(u64::from_be_bytes(
                     <[u8; 8]>::try_from(rest).ok()?,
                 ))),
+                [2, rest @ ..] if !rest.is_empty() => Some(FetchRequest::Submit(rest.to_vec())),
                 _ => None,
             }
         }

@@ -161,6 +161,9 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
         Request::DirectoryStatus => json(crate::directory_view::status(node).await),
         Request::Pings => json(crate::pings::list(node).await?),
         Request::PingAck { campaign } => json(crate::pings::ack(node, &campaign).await?),
+        Request::DirectorySubmit { file } => {
+            json(crate::directory_sync::submit(node, std::path::PathBuf::from(file)).await?)
+        }
     }
 }
 

@@ -146,14 +146,13 @@ impl poc_transport::PeerAuthority for ServiceOnly {
     }
 }
 
-/// Fetches snapshots from the service: the latest, and (if needed) the
-/// ones between the held one and it, in order.
-async fn fetch_from_service(
+/// Connects to the directory service, authenticating it by the manager's
+/// ping identity in the directory held.
+async fn connect_service(
     node: &Node,
     address: &str,
-    manager: &ManagerPublicKey,
     held: &VerifiedDirectory,
-) -> anyhow::Result<Vec<Vec<u8>>> {
+) -> anyhow::Result<(poc_transport::Endpoint, poc_transport::Connection)> {
     let (service_id, service_key) = held
         .entries()
         .values()
@@ -170,15 +169,10 @@ async fn fetch_from_service(
         .with_context(|| format!("cannot resolve {address}"))?
         .next()
         .ok_or_else(|| anyhow!("{address} resolves to nothing"))?;
-    let bind: std::net::SocketAddr = if socket.is_ipv4() {
-        "0.0.0.0:0".parse()?
-    } else {
-        "[::]:0".parse()?
-    };
-    let bind = if socket.ip().is_loopback() && socket.is_ipv4() {
-        "127.0.0.1:0".parse()?
-    } else {
-        bind
+    let bind: std::net::SocketAddr = match (socket.is_ipv4(), socket.ip().is_loopback()) {
+        (true, true) => "127.0.0.1:0".parse()?,
+        (true, false) => "0.0.0.0:0".parse()?,
+        (false, _) => "[::]:0".parse()?,
     };
     let mut limits = poc_transport::Limits::default();
     limits.max_response_frame = poc_proto::limits::MAX_SNAPSHOT_BYTES + 1;
@@ -193,27 +187,67 @@ async fn fetch_from_service(
         .connect(socket, service_key)
         .await
         .with_context(|| format!("cannot reach the directory service at {address}"))?;
-    let ask = |request: FetchRequest| {
-        let conn = conn.clone();
-        async move {
-            let answer = conn.request(&request.encode()).await?;
-            fetch::decode_response(&answer)
-                .map(<[u8]>::to_vec)
-                .map_err(|reason| anyhow!("the directory service refused: {reason}"))
-        }
-    };
-    let latest = ask(FetchRequest::Latest).await?;
+    Ok((endpoint, conn))
+}
+
+async fn ask(conn: &poc_transport::Connection, request: &FetchRequest) -> anyhow::Result<Vec<u8>> {
+    let answer = conn.request(&request.encode()).await?;
+    fetch::decode_response(&answer)
+        .map(<[u8]>::to_vec)
+        .map_err(|reason| anyhow!("the directory service refused: {reason}"))
+}
+
+/// Fetches snapshots from the service: the latest, and (if needed) the
+/// ones between the held one and it, in order.
+async fn fetch_from_service(
+    node: &Node,
+    address: &str,
+    manager: &ManagerPublicKey,
+    held: &VerifiedDirectory,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let (endpoint, conn) = connect_service(node, address, held).await?;
+    let latest = ask(&conn, &FetchRequest::Latest).await?;
     let verified = SignedSnapshot::from_bytes(&latest)?.verify(manager)?;
     let mut out = Vec::new();
     if let Err(ChainError::Gap { held, offered }) = held.check_successor(&verified) {
         for n in held + 1..offered {
-            out.push(ask(FetchRequest::Get(n)).await?);
+            out.push(ask(&conn, &FetchRequest::Get(n)).await?);
         }
     }
     out.push(latest);
     conn.close();
     endpoint.close();
     Ok(out)
+}
+
+/// Sends a State-signed entry submission (from `poc state sign-entry`) to
+/// the directory service; answers the service's confirmation.
+pub(crate) async fn submit(node: &Arc<Node>, file: PathBuf) -> Result<String, ApiError> {
+    let bytes = std::fs::read(&file)
+        .map_err(|e| ApiError::new(format!("cannot read {}: {e}", file.display()), None))?;
+    poc_proto::directory::EntrySubmission::from_bytes(&bytes).map_err(|e| {
+        ApiError::new(
+            format!("{} is not an entry submission: {e}", file.display()),
+            Some("make it with `poc state sign-entry`"),
+        )
+    })?;
+    let Some(address) = node.config.directory.service.clone() else {
+        return Err(ApiError::new(
+            "no directory service is configured",
+            Some("set [directory] service in pocd.toml, or give the file to the directory manager"),
+        ));
+    };
+    let held = current(node);
+    let result = async {
+        let (endpoint, conn) = connect_service(node, &address, &held).await?;
+        let answer = ask(&conn, &FetchRequest::Submit(bytes)).await;
+        conn.close();
+        endpoint.close();
+        answer
+    }
+    .await;
+    let answer = result.map_err(|e| ApiError::new(format!("{e:#}"), None))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
 fn state_of(node: &Node) -> Option<StateCode> {

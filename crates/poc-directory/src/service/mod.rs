@@ -3,7 +3,8 @@
 //! One process holds the manager key and the manager's own ping identity
 //! (a PoC certified by the manager key, listed in every snapshot). It runs:
 //!
-//! - **snapshot publication** over QUIC/TLS 1.3 (ALPN `pocnet-directory/1`,
+//! - **snapshot publication** (and State submissions, signed by the
+//!   State's root key, sent by any of its participants' nodes) over QUIC/TLS 1.3 (ALPN `pocnet-directory/1`,
 //!   [`poc_proto::directory::fetch`]): only peers whose identity key is
 //!   listed (and not revoked) in the latest snapshot complete the
 //!   handshake, and they authenticate the service by the ping identity's
@@ -338,7 +339,9 @@ impl std::fmt::Debug for Service {
 fn directory_limits() -> Limits {
     let mut limits = Limits::default();
     limits.max_response_frame = poc_proto::limits::MAX_SNAPSHOT_BYTES + 1;
-    limits.max_frame = 1024;
+    // A request is a few bytes, or one entry submission (two signed
+    // structures of at most 8 KiB each).
+    limits.max_frame = 4 * poc_proto::limits::MAX_CERTIFICATE_BYTES + 1024;
     limits
 }
 
@@ -397,6 +400,30 @@ impl Service {
                     fetch::error_response("internal error")
                 }
             },
+            Some(FetchRequest::Submit(bytes)) => {
+                let outcome = self.db().submit(
+                    &bytes,
+                    &self.side.manager,
+                    &self.side.certificate,
+                    clock::now(),
+                );
+                match outcome {
+                    Ok((poc, sequence)) => {
+                        tracing::info!(%poc, sequence, "entry submitted over the network");
+                        if let Err(e) = self.refresh() {
+                            tracing::error!(error = %e, "cannot reload the latest snapshot");
+                        }
+                        fetch::snapshot_response(
+                            format!("{poc}: accepted; directory snapshot {sequence} published")
+                                .as_bytes(),
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "submission refused");
+                        fetch::error_response(&format!("refused: {e}"))
+                    }
+                }
+            }
             None => fetch::error_response("unintelligible request"),
         }
     }
@@ -501,7 +528,9 @@ pub async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
             let s = s.clone();
             tokio::spawn(async move {
                 while let Some(Ok(mut request)) = connection.accept_request().await {
-                    let answer = s.answer_fetch(&std::mem::take(&mut request.payload));
+                    let payload = std::mem::take(&mut request.payload);
+                    // A submission signs and checks a snapshot: CPU and disk.
+                    let answer = tokio::task::block_in_place(|| s.answer_fetch(&payload));
                     let _ = request.respond(&answer).await;
                 }
             });
