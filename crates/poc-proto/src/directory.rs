@@ -163,6 +163,22 @@ impl SignedEntryDetails {
         }
         self.unverified()
     }
+
+    /// [`verify`](Self::verify) with the root key already parsed.
+    fn verify_parsed(
+        &self,
+        root: &ed25519_dalek::VerifyingKey,
+    ) -> Result<EntryDetails, CertificateError> {
+        if !crate::keys::verify_parsed(
+            root,
+            SignatureLabel::DirectoryEntry,
+            &self.body,
+            &self.signature,
+        ) {
+            return Err(CertificateError::BadSignature);
+        }
+        self.unverified()
+    }
 }
 
 /// What a State submits to the directory for one of its PoCs: the
@@ -366,10 +382,20 @@ impl SignedSnapshot {
                 return Err(DirectoryError::DuplicateState(enrolment.state));
             }
         }
+        // Each root key parsed once, not once per signature. A root key
+        // that does not parse verifies nothing (as `StateRootPublicKey::verify`).
+        let parsed: BTreeMap<StateCode, ed25519_dalek::VerifyingKey> = roots
+            .iter()
+            .filter_map(|(state, key)| {
+                crate::keys::checked_verifying_key(&key.to_bytes())
+                    .ok()
+                    .map(|k| (*state, k))
+            })
+            .collect();
         let mut entries = BTreeMap::new();
         let mut rejected = Vec::new();
         for entry in &body.entries {
-            match verify_entry(entry, &roots, manager) {
+            match verify_entry(entry, &roots, &parsed, manager) {
                 Ok(verified) => {
                     let id = verified.certificate.poc_id().clone();
                     match entries.entry(id) {
@@ -402,6 +428,7 @@ impl SignedSnapshot {
 fn verify_entry(
     entry: &DirectoryEntry,
     roots: &BTreeMap<StateCode, StateRootPublicKey>,
+    parsed: &BTreeMap<StateCode, ed25519_dalek::VerifyingKey>,
     manager: &ManagerPublicKey,
 ) -> Result<VerifiedEntry, RejectedEntry> {
     let reject = |poc_id: Option<PocId>, reason| RejectedEntry { poc_id, reason };
@@ -409,19 +436,25 @@ fn verify_entry(
         .certificate
         .unverified_body()
         .map_err(|e| reject(None, e))?;
-    let certificate = match claimed.issuer {
+    let poc_id = claimed.poc_id.clone();
+    let issuer = claimed.issuer;
+    let certificate = match issuer {
         Issuer::State(state) => {
-            let root = roots.get(&state).ok_or_else(|| {
-                reject(
-                    Some(claimed.poc_id.clone()),
+            if !roots.contains_key(&state) {
+                return Err(reject(
+                    Some(poc_id),
                     CertificateError::Inconsistent(format!("{state} is not enrolled")),
-                )
-            })?;
-            entry.certificate.verify_by_state(root)
+                ));
+            }
+            match parsed.get(&state) {
+                Some(root) => entry.certificate.verify_by_state_parsed(claimed, root),
+                None => Err(CertificateError::BadSignature),
+            }
         }
         Issuer::DirectoryManager => entry.certificate.verify_by_manager(manager),
     }
-    .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    .map_err(|e| reject(Some(poc_id.clone()), e))?;
+    let claimed = certificate.body();
     let prekeys = entry
         .prekeys
         .iter()
@@ -431,13 +464,13 @@ fn verify_entry(
     let details = match (&entry.details, claimed.issuer) {
         (None, _) => None,
         (Some(signed), Issuer::State(state)) => {
-            let root = roots.get(&state).ok_or_else(|| {
+            let root = parsed.get(&state).ok_or_else(|| {
                 reject(
                     Some(claimed.poc_id.clone()),
                     CertificateError::Inconsistent(format!("{state} is not enrolled")),
                 )
             })?;
-            let details = signed.verify(root).map_err(|e| {
+            let details = signed.verify_parsed(root).map_err(|e| {
                 reject(
                     Some(claimed.poc_id.clone()),
                     match e {
