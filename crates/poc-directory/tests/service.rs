@@ -879,3 +879,26 @@ fn a_state_submits_its_entries_through_its_own_node() {
         "{err}"
     );
 }
+
+#[test]
+fn a_revocation_the_state_did_not_sign_is_alerted() {
+    let mut net = started(&six()[..2]);
+    net.start_node("EST.mfa", true);
+    // The manager flags EST.cert revoked, with no revocation signed by EST.
+    let flagged = forged_successor(&net, |b| {
+        for e in &mut b.entries {
+            if e.certificate == net.poc("EST.cert").certificate {
+                e.revoked = true;
+            }
+        }
+    });
+    let view = sync_file(&net, "EST.mfa", &flagged.to_bytes()).unwrap();
+    assert_eq!(view.revoked, [PocId::new("EST.cert").unwrap()]);
+    assert!(
+        view.alerts
+            .iter()
+            .any(|a| a.contains("EST.cert") && a.contains("without a revocation signed by EST")),
+        "{:?}",
+        view.alerts
+    );
+}

@@ -8,8 +8,8 @@
 //! must be signed by that State's root key, so a change that verifies was
 //! made by the State's root key holder. The manager can only (a) replace
 //! the root key enrolled for the State, (b) list an entry the root key did
-//! not sign (it is refused, and named), or (c) drop an entry without a
-//! State-signed revocation. Each of those raises an alert here: a
+//! not sign (it is refused, and named), (c) drop an entry without a
+//! State-signed revocation, or (d) flag an entry revoked without one. Each of those raises an alert here: a
 //! `directory ALERT` ERROR log line, a note in the record, and a line in
 //! `poc directory status`, kept until the operator reads the record.
 
@@ -276,6 +276,16 @@ fn alerts_for(state: StateCode, old: &VerifiedDirectory, new: &VerifiedDirectory
             alerts.push(format!(
                 "snapshot {seq}: an entry for {id} is NOT signed by {state}'s root key and was refused ({}); someone other than your State tried to change it",
                 rejected.reason
+            ));
+        }
+    }
+    for (id, entry) in new.entries() {
+        let ours = matches!(entry.certificate.body().issuer, Issuer::State(s) if s == state);
+        let signed_revocation = entry.details.as_ref().is_some_and(|d| d.revoked);
+        let was = old.entries().get(id).is_some_and(|e| e.revoked);
+        if ours && entry.revoked && !signed_revocation && !was {
+            alerts.push(format!(
+                "snapshot {seq}: {id} of {state} is listed as revoked without a revocation signed by {state}"
             ));
         }
     }
