@@ -156,6 +156,7 @@ impl Setup {
                 certificate,
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             });
             files.push(PocFiles { dir });
         }

@@ -227,6 +227,7 @@ fn start_relay(
                 certificate: poc.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             })
             .collect(),
     };

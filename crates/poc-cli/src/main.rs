@@ -21,12 +21,14 @@ use poc_proto::{PocId, Role};
 mod ceremony;
 mod compose;
 mod daemon;
+mod directory_cmd;
 mod exercise;
 mod fail;
 mod interop;
 mod parse;
 mod render;
 mod rng;
+mod state_entry;
 
 use daemon::{Connection, Read};
 use parse::{ThreadRef, When};
@@ -73,8 +75,8 @@ enum Command {
     Status(JsonFlag),
     /// Outgoing deliveries and their state.
     Outbox(JsonFlag),
-    /// PoCs in the directory the node holds.
-    Directory(JsonFlag),
+    /// PoCs in the directory the node holds; `sync`, `list`, `show`, `status`.
+    Directory(directory_cmd::DirectoryArgs),
     /// The node's tamper-evident record of everything sent and received.
     Record {
         #[command(subcommand)]
@@ -84,6 +86,11 @@ enum Command {
     Exercise {
         #[command(subcommand)]
         command: exercise::ExerciseCommand,
+    },
+    /// Directory pings (Annex A para 8): list them, acknowledge one.
+    Ping {
+        #[command(subcommand)]
+        command: directory_cmd::PingCommand,
     },
 }
 
@@ -113,6 +120,9 @@ enum StateCommand {
         #[arg(long, value_name = "CODE")]
         state: Option<String>,
     },
+    /// Sign a PoC's directory entry (contact details, languages, or a
+    /// revocation) for the directory manager (`poc-directory submit`).
+    SignEntry(state_entry::SignEntryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -422,6 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 out,
                 state,
             })?),
+            StateCommand::SignEntry(args) => print(state_entry::sign_entry(args)?),
         },
         Command::Init(a) => print(ceremony::init(&ceremony::InitParams {
             poc: a.poc,
@@ -447,7 +458,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Inbox(f) => daemon::read(&connection, Read::Inbox, f.json),
         Command::Status(f) => daemon::read(&connection, Read::Status, f.json),
         Command::Outbox(f) => daemon::read(&connection, Read::Outbox, f.json),
-        Command::Directory(f) => daemon::read(&connection, Read::Directory, f.json),
+        Command::Directory(args) => {
+            let json = args.json;
+            match directory_cmd::directory(&connection, args)? {
+                Some(code) => Ok(code),
+                None => daemon::read(&connection, Read::Directory, json),
+            }
+        }
         Command::Show(a) => daemon::show(&connection, &a.thread, a.json),
         Command::Export(a) => interop::export(
             &connection,
@@ -496,6 +513,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             RecordCommand::Export => daemon::record_export(&connection),
         },
         Command::Exercise { command } => exercise::run(&connection, command),
+        Command::Ping { command } => directory_cmd::ping(&connection, command),
     }
 }
 

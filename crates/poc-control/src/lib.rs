@@ -13,6 +13,17 @@
 //!
 //! The API is local-only by design: nothing here is reachable from the
 //! network, and nothing returned contains key material.
+//!
+//! Directory and ping requests (appended after the original ones):
+//! `{"DirectorySync": {"file": null}}` syncs from the directory service (or
+//! from a snapshot file path) and answers a [`DirectorySyncView`] (a refused
+//! rollback or fork is an error naming why); `"DirectoryEntries"` answers
+//! [`DirectoryEntryView`]s; `"DirectoryStatus"` a [`DirectoryStatusView`]
+//! with the alerts about the node's own State; `"Pings"` the
+//! [`PingView`]s received; `{"PingAck": {"campaign": "<hex>"}}` sends the
+//! ping reply; `{"DirectorySubmit": {"file": "/abs/EST.cert.entry"}}` sends
+//! a State-signed entry to the directory service and answers its
+//! confirmation (a string).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -60,6 +71,118 @@ pub enum Request {
         /// The exercise id.
         exercise: String,
     },
+    /// Fetch the newest directory snapshot (from the directory service, or
+    /// from `file`), verify it and its chain link, and adopt it.
+    DirectorySync {
+        /// A snapshot file to offer instead of asking the service.
+        file: Option<String>,
+    },
+    /// Every verified directory entry with its State-signed details.
+    DirectoryEntries,
+    /// The snapshot held, the last sync, and alerts about this State's entries.
+    DirectoryStatus,
+    /// Pings received from the directory manager, and whether each was answered.
+    Pings,
+    /// Acknowledge a ping (send the ping reply) by campaign id (hex).
+    PingAck {
+        /// The campaign.
+        campaign: String,
+    },
+    /// Send a State-signed entry submission file to the directory service.
+    DirectorySubmit {
+        /// The submission file (from `poc state sign-entry`), an absolute path.
+        file: String,
+    },
+}
+
+/// What a directory sync did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectorySyncView {
+    /// Sequence held before.
+    pub from_sequence: u64,
+    /// Sequence held after.
+    pub to_sequence: u64,
+    /// Snapshots adopted (0 when already up to date).
+    pub adopted: u32,
+    /// Entries of the adopted snapshots that did not verify, with why.
+    pub rejected: Vec<String>,
+    /// Alerts raised about this node's own State.
+    pub alerts: Vec<String>,
+    /// PoCs revoked by the adopted snapshots.
+    pub revoked: Vec<PocId>,
+}
+
+/// A directory entry with its details.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryEntryView {
+    /// PoC id.
+    pub poc_id: PocId,
+    /// Its State (none for the manager's ping identity).
+    pub state: Option<String>,
+    /// Role.
+    pub role: String,
+    /// Revoked?
+    pub revoked: bool,
+    /// Entity or institution.
+    pub entity: Option<String>,
+    /// Person's name.
+    pub person_name: Option<String>,
+    /// Person's title.
+    pub person_title: Option<String>,
+    /// Phone.
+    pub phone: Option<String>,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Working languages (BCP 47 tags).
+    pub working_languages: Vec<String>,
+    /// Language the entry is written in.
+    pub language: Option<String>,
+    /// English translation.
+    pub english: Option<String>,
+    /// Revision of the details.
+    pub revision: Option<u64>,
+    /// Endpoints.
+    pub endpoints: Vec<String>,
+    /// Identity key (hex).
+    pub identity_key: String,
+    /// Certificate validity end.
+    pub valid_until: Timestamp,
+}
+
+/// The node's directory state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectoryStatusView {
+    /// Sequence held.
+    pub sequence: u64,
+    /// Its digest (hex).
+    pub digest: String,
+    /// When it was issued.
+    pub issued_at: Timestamp,
+    /// Verified entries.
+    pub entries: u64,
+    /// Entries that did not verify.
+    pub rejected: Vec<String>,
+    /// The last sync attempt's outcome.
+    pub last_sync: Option<String>,
+    /// Alerts about this node's own State (never cleared automatically).
+    pub alerts: Vec<String>,
+}
+
+/// A ping received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PingView {
+    /// Campaign id (hex).
+    pub campaign: String,
+    /// Who sent it.
+    pub from: PocId,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// The reply deadline.
+    pub reply_by: Timestamp,
+    /// Whether a ping reply was sent.
+    pub answered: bool,
+    /// The thread.
+    pub thread_id: ThreadId,
 }
 
 /// A message to send.

@@ -12,10 +12,16 @@
 //!
 //! - [`manager`]: the manager key pair;
 //! - [`snapshot`]: building and signing a snapshot from enrolments and certificates;
-//! - [`inspect`]: verifying a snapshot and listing what it says.
+//! - [`inspect`]: verifying a snapshot and listing what it says;
+//! - [`service`]: the network service (`poc-directory serve`): enrolment,
+//!   State-signed entries, the snapshot chain over QUIC, the public
+//!   overview, and the six-monthly ping campaigns;
+//! - [`clock`]: the injectable clock tests use to run six months in seconds.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod inspect;
 pub mod manager;
 pub mod rng;
+pub mod service;
 pub mod snapshot;

@@ -6,6 +6,13 @@
 //!                     --cert EST.cert.cert ... [--revoke POC_ID ...]
 //!                     --sequence N [--previous PREV.snapshot] --out directory.snapshot
 //! poc-directory show  directory.snapshot --manager-pub manager.pub [--json]
+//!
+//! poc-directory serve  --config poc-directory.toml    # the network service
+//! poc-directory enrol  --config poc-directory.toml --state EST --root-key est/state-root.pub [--replace]
+//! poc-directory submit --config poc-directory.toml EST.cert.entry ...
+//! poc-directory export --config poc-directory.toml --out directory.snapshot [--sequence N]
+//! poc-directory campaign start  --config poc-directory.toml
+//! poc-directory campaign report --config poc-directory.toml [--campaign ID] [--json]
 //! ```
 //!
 //! Exit codes: 0 success, 1 failure (including a snapshot with entries that
@@ -19,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod cli_service;
 use poc_directory::snapshot::{BuildError, BuildInput, CertInput, StateInput};
 use poc_directory::{inspect, manager, rng, snapshot};
 use poc_keyfile::{KeyFileError, KeyKind};
@@ -81,6 +90,63 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the directory service (snapshots over QUIC, public overview, ping campaigns).
+    Serve {
+        /// The service configuration (poc-directory.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Enrol a State's root public key (received through its Permanent Mission).
+    Enrol {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The State (ISO 3166-1 alpha-3).
+        #[arg(long, value_parser = state_code_arg)]
+        state: StateCode,
+        /// The State's root public key file (state-root.pub).
+        #[arg(long, value_name = "FILE")]
+        root_key: PathBuf,
+        /// Replace the key of a State already enrolled (only on the State's
+        /// request through its mission: every node of that State is alerted).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Add, update or revoke PoCs from entry submissions signed by their State's root key.
+    Submit {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Entry submission files (`poc state sign-entry` or the library's EntrySubmission).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the newest snapshot (or snapshot N) to a file: a new node's first link.
+    Export {
+        /// The service configuration.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Which snapshot (default: the newest).
+        #[arg(long, value_name = "N")]
+        sequence: Option<u64>,
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Ping campaigns: start one now, or report.
+    #[command(subcommand)]
+    Campaign(cli_service::CampaignCommand),
+}
+
+fn state_code_arg(text: &str) -> Result<StateCode, String> {
+    StateCode::new(text.trim()).map_err(|e| e.to_string())
+}
+
+fn service_failure(e: anyhow::Error) -> Failure {
+    Failure::new(
+        format!("{e:#}"),
+        "see the message above; nothing was changed unless it says so",
+    )
 }
 
 fn state_arg(text: &str) -> Result<(StateCode, PathBuf), String> {
@@ -499,6 +565,39 @@ fn run(cli: Cli) -> Result<(String, u8), Failure> {
             manager_pub,
             json,
         } => show(&file, &manager_pub, json),
+        Command::Serve { config } => cli_service::serve(&config)
+            .map(|t| (t, 0))
+            .map_err(service_failure),
+        Command::Enrol {
+            config,
+            state,
+            root_key,
+            replace,
+        } => cli_service::enrol(&config, state, &root_key, replace)
+            .map(|t| (t, 0))
+            .map_err(service_failure),
+        Command::Submit { config, files } => cli_service::submit(&config, &files)
+            .map(|t| (t, 0))
+            .map_err(service_failure),
+        Command::Export {
+            config,
+            sequence,
+            out,
+        } => cli_service::export(&config, sequence)
+            .map_err(service_failure)
+            .and_then(|(bytes, sequence)| {
+                write_atomically(&out, &bytes)?;
+                Ok((
+                    format!(
+                        "Directory snapshot {sequence} written to {}.\n",
+                        out.display()
+                    ),
+                    0,
+                ))
+            }),
+        Command::Campaign(command) => cli_service::campaign(command)
+            .map(|t| (t, 0))
+            .map_err(service_failure),
     }
 }
 

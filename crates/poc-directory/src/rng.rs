@@ -34,11 +34,8 @@ impl RandomSource for OsRandom {
     }
 }
 
-/// The current time, in whole seconds since the Unix epoch.
+/// The current time, in whole seconds since the Unix epoch (see
+/// [`crate::clock`] for the test offset).
 pub fn now() -> poc_proto::Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    poc_proto::Timestamp(secs)
+    crate::clock::now()
 }

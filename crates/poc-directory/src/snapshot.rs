@@ -294,6 +294,7 @@ pub fn build(input: BuildInput<'_>) -> Result<(SignedSnapshot, Summary), BuildEr
                 certificate: certificate.clone(),
                 prekeys: Vec::new(),
                 revoked: revoked.contains(id),
+                details: None,
             })
             .collect(),
     };

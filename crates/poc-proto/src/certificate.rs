@@ -220,6 +220,30 @@ impl PocCertificate {
         VerifiedCertificate::new(body, self.clone())
     }
 
+    /// [`verify_by_state`](Self::verify_by_state) for a caller that has
+    /// already decoded the body and parsed the root key (a directory
+    /// snapshot verifies thousands of entries under a few root keys).
+    pub(crate) fn verify_by_state_parsed(
+        &self,
+        body: CertificateBody,
+        root: &ed25519_dalek::VerifyingKey,
+    ) -> Result<VerifiedCertificate, CertificateError> {
+        if !matches!(body.issuer, Issuer::State(_)) {
+            return Err(CertificateError::Inconsistent(
+                "certificate is not issued by a State".into(),
+            ));
+        }
+        if !crate::keys::verify_parsed(
+            root,
+            SignatureLabel::PocCertificate,
+            &self.body,
+            &self.signature,
+        ) {
+            return Err(CertificateError::BadSignature);
+        }
+        VerifiedCertificate::new(body, self.clone())
+    }
+
     /// Verifies the manager's certificate against the manager key.
     pub fn verify_by_manager(
         &self,

@@ -19,8 +19,10 @@ use crate::envelope::{PeerDirectory, PeerStatus};
 use crate::error::{CertificateError, DecodeError};
 use crate::identity::{Issuer, PocId, StateCode};
 use crate::keys::{
-    ManagerKeyPair, ManagerPublicKey, Signature, SignatureLabel, StateRootPublicKey,
+    ManagerKeyPair, ManagerPublicKey, Signature, SignatureLabel, StateRootKeyPair,
+    StateRootPublicKey,
 };
+use crate::message::Language;
 use crate::time::Timestamp;
 use crate::validate::{Validate, Validator};
 
@@ -47,12 +49,181 @@ pub struct DirectoryEntry {
     pub prekeys: Vec<SignedPrekey>,
     /// Whether the State revoked it.
     pub revoked: bool,
+    /// Contact details and status, signed by the State's root key (absent
+    /// for the manager's own entry and for entries built from a bare
+    /// certificate).
+    pub details: Option<SignedEntryDetails>,
 }
 
 impl Validate for DirectoryEntry {
     fn validate(&self, v: &mut Validator) {
         v.field("certificate", |v| self.certificate.validate(v));
         v.list("prekeys", &self.prekeys, limits::MAX_PUBLISHED_PREKEYS);
+        if let Some(details) = &self.details {
+            v.field("details", |v| details.validate(v));
+        }
+    }
+}
+
+/// Most working languages an entry may list (the six UN official ones).
+pub const MAX_WORKING_LANGUAGES: usize = 6;
+
+/// What a State says about one of its PoCs besides its keys: who and how to
+/// reach them by other means, in which languages, and whether the PoC is
+/// revoked. Signed by the State's root key ([`SignedEntryDetails`]), so the
+/// manager can neither write nor alter it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryDetails {
+    /// The PoC these details belong to.
+    pub poc_id: PocId,
+    /// Increases with every update the State signs for this PoC, so an
+    /// older statement cannot be put back in place of a newer one.
+    pub revision: u64,
+    /// Entity or institution (e.g. the national CERT, the foreign ministry).
+    pub entity: String,
+    /// Person's name (optional: many States list a function, not a person).
+    pub person_name: Option<String>,
+    /// Person's title.
+    pub person_title: Option<String>,
+    /// Telephone, in international format.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// Languages the PoC works in (UN official languages).
+    pub working_languages: Vec<Language>,
+    /// The language the entry's free text is written in.
+    pub language: Language,
+    /// An English translation of the entity and title, when `language` is
+    /// not English.
+    pub english: Option<String>,
+    /// The State revoked this PoC: no one may send to it or accept from it.
+    pub revoked: bool,
+}
+
+impl Validate for Language {
+    fn validate(&self, _: &mut Validator) {}
+}
+
+impl Validate for EntryDetails {
+    fn validate(&self, v: &mut Validator) {
+        v.non_empty_short_text("entity", &self.entity);
+        v.optional_short_text("person_name", &self.person_name);
+        v.optional_short_text("person_title", &self.person_title);
+        v.optional_short_text("phone", &self.phone);
+        v.optional_short_text("email", &self.email);
+        v.optional_short_text("english", &self.english);
+        v.list(
+            "working_languages",
+            &self.working_languages,
+            MAX_WORKING_LANGUAGES,
+        );
+    }
+}
+
+/// [`EntryDetails`] as they travel: the encoded body and the State root
+/// key's signature over exactly those bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedEntryDetails {
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    signature: Signature,
+}
+
+impl std::fmt::Debug for SignedEntryDetails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedEntryDetails")
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Validate for SignedEntryDetails {
+    fn validate(&self, v: &mut Validator) {
+        v.max_len("body", self.body.len(), limits::MAX_CERTIFICATE_BYTES);
+    }
+}
+
+impl SignedEntryDetails {
+    /// Encodes and signs `details` with the State's root key.
+    pub fn sign(details: &EntryDetails, root: &StateRootKeyPair) -> Result<Self, CertificateError> {
+        let body = codec::encode(details)?;
+        let signature = root.sign(SignatureLabel::DirectoryEntry, &body);
+        Ok(SignedEntryDetails { body, signature })
+    }
+
+    /// The details, decoded but **not verified**.
+    pub fn unverified(&self) -> Result<EntryDetails, CertificateError> {
+        Ok(codec::decode(&self.body, limits::MAX_CERTIFICATE_BYTES)?)
+    }
+
+    /// Verifies the State root signature and decodes the details.
+    pub fn verify(&self, root: &StateRootPublicKey) -> Result<EntryDetails, CertificateError> {
+        if !root.verify(SignatureLabel::DirectoryEntry, &self.body, &self.signature) {
+            return Err(CertificateError::BadSignature);
+        }
+        self.unverified()
+    }
+
+    /// [`verify`](Self::verify) with the root key already parsed.
+    fn verify_parsed(
+        &self,
+        root: &ed25519_dalek::VerifyingKey,
+    ) -> Result<EntryDetails, CertificateError> {
+        if !crate::keys::verify_parsed(
+            root,
+            SignatureLabel::DirectoryEntry,
+            &self.body,
+            &self.signature,
+        ) {
+            return Err(CertificateError::BadSignature);
+        }
+        self.unverified()
+    }
+}
+
+/// What a State submits to the directory for one of its PoCs: the
+/// certificate and the details, both signed by the State's root key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntrySubmission {
+    /// The PoC's certificate.
+    pub certificate: PocCertificate,
+    /// Its details.
+    pub details: SignedEntryDetails,
+}
+
+impl Validate for EntrySubmission {
+    fn validate(&self, v: &mut Validator) {
+        v.field("certificate", |v| self.certificate.validate(v));
+        v.field("details", |v| self.details.validate(v));
+    }
+}
+
+impl EntrySubmission {
+    /// Decodes a submission (not yet verified).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CertificateError> {
+        Ok(codec::decode(bytes, 4 * limits::MAX_CERTIFICATE_BYTES)?)
+    }
+
+    /// Encodes the submission.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, CertificateError> {
+        Ok(codec::encode(self)?)
+    }
+
+    /// Verifies both parts against `root` and that they name the same PoC.
+    pub fn verify(
+        &self,
+        root: &StateRootPublicKey,
+    ) -> Result<(VerifiedCertificate, EntryDetails), CertificateError> {
+        let certificate = self.certificate.verify_by_state(root)?;
+        let details = self.details.verify(root)?;
+        if details.poc_id != *certificate.poc_id() {
+            return Err(CertificateError::Inconsistent(format!(
+                "the details name {} but the certificate {}",
+                details.poc_id,
+                certificate.poc_id()
+            )));
+        }
+        Ok((certificate, details))
     }
 }
 
@@ -211,10 +382,20 @@ impl SignedSnapshot {
                 return Err(DirectoryError::DuplicateState(enrolment.state));
             }
         }
+        // Each root key parsed once, not once per signature. A root key
+        // that does not parse verifies nothing (as `StateRootPublicKey::verify`).
+        let parsed: BTreeMap<StateCode, ed25519_dalek::VerifyingKey> = roots
+            .iter()
+            .filter_map(|(state, key)| {
+                crate::keys::checked_verifying_key(&key.to_bytes())
+                    .ok()
+                    .map(|k| (*state, k))
+            })
+            .collect();
         let mut entries = BTreeMap::new();
         let mut rejected = Vec::new();
         for entry in &body.entries {
-            match verify_entry(entry, &roots, manager) {
+            match verify_entry(entry, &roots, &parsed, manager) {
                 Ok(verified) => {
                     let id = verified.certificate.poc_id().clone();
                     match entries.entry(id) {
@@ -247,6 +428,7 @@ impl SignedSnapshot {
 fn verify_entry(
     entry: &DirectoryEntry,
     roots: &BTreeMap<StateCode, StateRootPublicKey>,
+    parsed: &BTreeMap<StateCode, ed25519_dalek::VerifyingKey>,
     manager: &ManagerPublicKey,
 ) -> Result<VerifiedEntry, RejectedEntry> {
     let reject = |poc_id: Option<PocId>, reason| RejectedEntry { poc_id, reason };
@@ -254,29 +436,77 @@ fn verify_entry(
         .certificate
         .unverified_body()
         .map_err(|e| reject(None, e))?;
-    let certificate = match claimed.issuer {
+    let poc_id = claimed.poc_id.clone();
+    let issuer = claimed.issuer;
+    let certificate = match issuer {
         Issuer::State(state) => {
-            let root = roots.get(&state).ok_or_else(|| {
-                reject(
-                    Some(claimed.poc_id.clone()),
+            if !roots.contains_key(&state) {
+                return Err(reject(
+                    Some(poc_id),
                     CertificateError::Inconsistent(format!("{state} is not enrolled")),
-                )
-            })?;
-            entry.certificate.verify_by_state(root)
+                ));
+            }
+            match parsed.get(&state) {
+                Some(root) => entry.certificate.verify_by_state_parsed(claimed, root),
+                None => Err(CertificateError::BadSignature),
+            }
         }
         Issuer::DirectoryManager => entry.certificate.verify_by_manager(manager),
     }
-    .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    .map_err(|e| reject(Some(poc_id.clone()), e))?;
+    let claimed = certificate.body();
     let prekeys = entry
         .prekeys
         .iter()
         .map(|signed| certificate.verify_prekey(signed))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| reject(Some(claimed.poc_id.clone()), e))?;
+    let details = match (&entry.details, claimed.issuer) {
+        (None, _) => None,
+        (Some(signed), Issuer::State(state)) => {
+            let root = parsed.get(&state).ok_or_else(|| {
+                reject(
+                    Some(claimed.poc_id.clone()),
+                    CertificateError::Inconsistent(format!("{state} is not enrolled")),
+                )
+            })?;
+            let details = signed.verify_parsed(root).map_err(|e| {
+                reject(
+                    Some(claimed.poc_id.clone()),
+                    match e {
+                        CertificateError::BadSignature => CertificateError::Inconsistent(format!(
+                            "the entry details are not signed by {state}'s enrolled root key"
+                        )),
+                        other => other,
+                    },
+                )
+            })?;
+            if details.poc_id != claimed.poc_id {
+                return Err(reject(
+                    Some(claimed.poc_id.clone()),
+                    CertificateError::Inconsistent(format!(
+                        "the entry details name {}",
+                        details.poc_id
+                    )),
+                ));
+            }
+            Some(details)
+        }
+        (Some(_), Issuer::DirectoryManager) => {
+            return Err(reject(
+                Some(claimed.poc_id.clone()),
+                CertificateError::Inconsistent(
+                    "the manager's own entry carries no State details".into(),
+                ),
+            ));
+        }
+    };
+    let revoked = entry.revoked || details.as_ref().is_some_and(|d| d.revoked);
     Ok(VerifiedEntry {
         certificate,
         prekeys,
-        revoked: entry.revoked,
+        revoked,
+        details,
     })
 }
 
@@ -289,6 +519,8 @@ pub struct VerifiedEntry {
     pub prekeys: Vec<VerifiedPrekey>,
     /// Revoked by its State.
     pub revoked: bool,
+    /// The State-signed details, if the entry carries them.
+    pub details: Option<EntryDetails>,
 }
 
 /// An entry of a snapshot that did not verify, kept for the node to report.
@@ -422,6 +654,7 @@ mod tests {
                 certificate: p.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             })
             .collect();
         let body = SnapshotBody {
@@ -509,6 +742,7 @@ mod tests {
                 certificate: forged,
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             }],
         };
         let dir = SignedSnapshot::sign(&body, &world.manager)
@@ -548,6 +782,7 @@ mod tests {
                 certificate: fra.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: true,
+                details: None,
             }],
         };
         let dir = SignedSnapshot::sign(&body, &world.manager)
@@ -556,5 +791,187 @@ mod tests {
             .unwrap();
         assert!(matches!(dir.lookup(fra.id()), PeerStatus::Revoked));
         assert_eq!(dir.current_prekey(fra.id(), NOW).unwrap(), fra.prekey());
+    }
+    fn details(poc: &str, revoked: bool) -> EntryDetails {
+        EntryDetails {
+            poc_id: PocId::new(poc).unwrap(),
+            revision: 1,
+            entity: "CERT-EE".into(),
+            person_name: None,
+            person_title: Some("Head of incident response".into()),
+            phone: Some("+372 000 0000".into()),
+            email: Some("cert@example.invalid".into()),
+            working_languages: vec![Language::English, Language::Russian],
+            language: Language::English,
+            english: None,
+            revoked,
+        }
+    }
+
+    fn single(world: &World, entry: DirectoryEntry) -> VerifiedDirectory {
+        let body = SnapshotBody {
+            sequence: 1,
+            previous: SnapshotDigest([0; 32]),
+            issued_at: NOW,
+            states: world
+                .roots
+                .iter()
+                .map(|(state, root)| StateEnrolment {
+                    state: *state,
+                    root_key: root.public(),
+                })
+                .collect(),
+            entries: vec![entry],
+        };
+        SignedSnapshot::sign(&body, &world.manager)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap()
+    }
+
+    #[test]
+    fn entry_details_must_be_signed_by_the_state_root() {
+        let world = World::new();
+        let est = world.poc("EST.cert");
+        let root = &world.roots[&StateCode::new("EST").unwrap()];
+        let signed = SignedEntryDetails::sign(&details("EST.cert", false), root).unwrap();
+        let submission = EntrySubmission {
+            certificate: est.certificate.certificate().clone(),
+            details: signed.clone(),
+        };
+        let bytes = submission.to_bytes().unwrap();
+        let (cert, got) = EntrySubmission::from_bytes(&bytes)
+            .unwrap()
+            .verify(&root.public())
+            .unwrap();
+        assert_eq!(cert.poc_id().as_str(), "EST.cert");
+        assert_eq!(got.entity, "CERT-EE");
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(signed),
+            },
+        );
+        assert_eq!(
+            dir.entries()[est.id()].details.as_ref().unwrap().entity,
+            "CERT-EE"
+        );
+        // Details signed by another key (the manager forging a phone number):
+        // the entry is set aside.
+        let other = crate::keys::StateRootKeyPair::from_secret_bytes(&[7; 32]);
+        let forged = SignedEntryDetails::sign(&details("EST.cert", false), &other).unwrap();
+        assert_eq!(
+            EntrySubmission {
+                certificate: est.certificate.certificate().clone(),
+                details: forged.clone(),
+            }
+            .verify(&root.public())
+            .unwrap_err(),
+            CertificateError::BadSignature
+        );
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(forged),
+            },
+        );
+        assert!(dir.entries().is_empty());
+        assert!(dir.rejected()[0].reason.to_string().contains("root key"));
+        // A State-signed revocation revokes.
+        let revoked = SignedEntryDetails::sign(&details("EST.cert", true), root).unwrap();
+        let dir = single(
+            &world,
+            DirectoryEntry {
+                certificate: est.certificate.certificate().clone(),
+                prekeys: vec![],
+                revoked: false,
+                details: Some(revoked),
+            },
+        );
+        assert!(matches!(dir.lookup(est.id()), PeerStatus::Revoked));
+    }
+}
+
+/// The snapshot fetch protocol between a node and the directory service,
+/// one request and one response per QUIC stream (ALPN
+/// `pocnet-directory/1`). Sans-IO: only the frame encodings.
+///
+/// Request: `00` (the latest snapshot), `01 || u64be(sequence)` (that
+/// snapshot) or `02 || EntrySubmission` (a State-signed entry to list).
+/// Response: `00 || signed snapshot` (for a submission: `00 || UTF-8
+/// confirmation`) or `01 || UTF-8 reason`.
+pub mod fetch {
+    /// What a node asks for.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum FetchRequest {
+        /// The newest snapshot.
+        Latest,
+        /// Snapshot number `n`.
+        Get(u64),
+        /// An encoded [`EntrySubmission`](super::EntrySubmission) to list
+        /// (the service checks it under the State's enrolled root key).
+        Submit(Vec<u8>),
+    }
+
+    impl FetchRequest {
+        /// The request frame.
+        pub fn encode(&self) -> Vec<u8> {
+            match self {
+                FetchRequest::Latest => vec![0],
+                FetchRequest::Get(n) => {
+                    let mut out = vec![1];
+                    out.extend_from_slice(&n.to_be_bytes());
+                    out
+                }
+                FetchRequest::Submit(bytes) => {
+                    let mut out = Vec::with_capacity(bytes.len() + 1);
+                    out.push(2);
+                    out.extend_from_slice(bytes);
+                    out
+                }
+            }
+        }
+
+        /// Parses a request frame.
+        pub fn decode(bytes: &[u8]) -> Option<FetchRequest> {
+            match bytes {
+                [0] => Some(FetchRequest::Latest),
+                [1, rest @ ..] => Some(FetchRequest::Get(u64::from_be_bytes(
+                    <[u8; 8]>::try_from(rest).ok()?,
+                ))),
+                [2, rest @ ..] if !rest.is_empty() => Some(FetchRequest::Submit(rest.to_vec())),
+                _ => None,
+            }
+        }
+    }
+
+    /// A response frame carrying a snapshot.
+    pub fn snapshot_response(snapshot: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(snapshot.len() + 1);
+        out.push(0);
+        out.extend_from_slice(snapshot);
+        out
+    }
+
+    /// A response frame carrying a refusal.
+    pub fn error_response(reason: &str) -> Vec<u8> {
+        let mut out = vec![1];
+        out.extend_from_slice(reason.as_bytes());
+        out
+    }
+
+    /// Splits a response: the snapshot bytes, or the service's reason.
+    pub fn decode_response(bytes: &[u8]) -> Result<&[u8], String> {
+        match bytes {
+            [0, rest @ ..] => Ok(rest),
+            [1, rest @ ..] => Err(String::from_utf8_lossy(rest).into_owned()),
+            _ => Err("empty or unknown response from the directory service".into()),
+        }
     }
 }

@@ -32,6 +32,8 @@ pub enum SignatureLabel {
     Message,
     /// The directory manager signing a directory snapshot.
     DirectorySnapshot,
+    /// A State root key signing a PoC's directory entry details.
+    DirectoryEntry,
 }
 
 impl SignatureLabel {
@@ -42,6 +44,7 @@ impl SignatureLabel {
             SignatureLabel::Prekey => b"pocnet/v1 prekey\0",
             SignatureLabel::Message => b"pocnet/v1 message\0",
             SignatureLabel::DirectorySnapshot => b"pocnet/v1 directory-snapshot\0",
+            SignatureLabel::DirectoryEntry => b"pocnet/v1 directory-entry\0",
         }
     }
 }

@@ -101,6 +101,7 @@ impl RelayUnderTest {
                     certificate: poc.certificate.certificate().clone(),
                     prekeys: vec![],
                     revoked: false,
+                    details: None,
                 })
                 .collect(),
         };
@@ -725,6 +726,7 @@ async fn a_newer_directory_snapshot_is_taken_up_without_a_restart() {
                 certificate: poc.certificate.certificate().clone(),
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             })
             .collect(),
     };

@@ -115,6 +115,9 @@ pub const ALPN_NODE: &[u8] = b"pocnet/1";
 /// ALPN protocol id for node-to-relay connections.
 pub const ALPN_RELAY: &[u8] = b"pocnet-relay/1";
 
+/// ALPN protocol id for node-to-directory-service connections (snapshot fetch).
+pub const ALPN_DIRECTORY: &[u8] = b"pocnet-directory/1";
+
 /// The node's current view of who may connect: maps a peer's Ed25519
 /// identity key to its PoC id, or `None` if the key is unknown (not in the
 /// directory, revoked, expired...).

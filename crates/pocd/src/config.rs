@@ -12,6 +12,8 @@
 //! [directory]
 //! snapshot = "directory.snapshot"     # signed by the directory manager
 //! manager_key = "manager.pub"         # pinned manager public key
+//! service = "directory.example:7500"  # optional: sync from the directory service
+//! sync_interval_seconds = 3600        # how often (also `poc directory sync`)
 //!
 //! [delivery]
 //! message_ttl_hours = 168             # give up (and report) after this
@@ -92,6 +94,17 @@ pub(crate) struct DirectoryConfig {
     pub(crate) snapshot: PathBuf,
     /// The directory manager's public key file.
     pub(crate) manager_key: PathBuf,
+    /// The directory service's snapshot address (`host:port`), if the node
+    /// syncs from it; the snapshot file above is then only the first link.
+    #[serde(default)]
+    pub(crate) service: Option<String>,
+    /// How often to sync from the service, in seconds.
+    #[serde(default = "default_sync_interval")]
+    pub(crate) sync_interval_seconds: u64,
+}
+
+fn default_sync_interval() -> u64 {
+    3600
 }
 
 /// `[delivery]`.

@@ -163,6 +163,16 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
             }
             json(node.purge_exercise(exercise).await?)
         }
+        Request::DirectorySync { file } => {
+            json(crate::directory_sync::sync(node, file.map(std::path::PathBuf::from)).await?)
+        }
+        Request::DirectoryEntries => json(crate::directory_view::entries(node)),
+        Request::DirectoryStatus => json(crate::directory_view::status(node).await),
+        Request::Pings => json(crate::pings::list(node).await?),
+        Request::PingAck { campaign } => json(crate::pings::ack(node, &campaign).await?),
+        Request::DirectorySubmit { file } => {
+            json(crate::directory_sync::submit(node, std::path::PathBuf::from(file)).await?)
+        }
     }
 }
 

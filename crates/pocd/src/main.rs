@@ -9,10 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
+mod clock;
 mod config;
 mod control;
 mod db;
+mod directory_sync;
+mod directory_view;
 mod node;
+mod pings;
 mod relay_client;
 mod threads;
 
@@ -54,7 +58,15 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
+    if let Some(offset) = clock::test_offset() {
+        tracing::warn!(
+            offset,
+            "TEST CLOCK: POCNET_CLOCK_OFFSET_FILE is set; time is shifted"
+        );
+    }
     let node = node::Node::start(config).await?;
+    directory_sync::restore(&node).await?;
+    let sync = tokio::spawn(directory_sync::run_periodic(node.clone()));
     let inbound = tokio::spawn(node.clone().run_inbound());
     let outbox = tokio::spawn(node.clone().run_outbox());
     let control = tokio::spawn(control::serve(node.clone()));
@@ -74,6 +86,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
         fetcher.abort();
     }
     inbound.abort();
+    sync.abort();
     deadlines.abort();
     outbox.abort();
     node.endpoint.close();

@@ -45,14 +45,10 @@ pub(crate) const ACK_ACCEPTED: u8 = 0;
 /// First byte of a transport refusal, followed by a u16 BE reject code.
 pub(crate) const ACK_REJECTED: u8 = 1;
 
-/// Seconds since the Unix epoch, from the system clock.
+/// Seconds since the Unix epoch, from the system clock (shifted in tests,
+/// see [`crate::clock`]).
 pub(crate) fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
+    crate::clock::now()
 }
 
 /// The operating system's CSPRNG.
@@ -303,6 +299,19 @@ impl Node {
             abort_after_record: std::env::var("POCD_FAILPOINT")
                 .is_ok_and(|v| v == "abort-after-record"),
         }))
+    }
+
+    /// The node's identity key pair (for the directory sync client).
+    pub(crate) fn identity(&self) -> &IdentityKeyPair {
+        &self.identity
+    }
+
+    /// Closes the cached connection to `peer` (e.g. once it is revoked).
+    pub(crate) async fn forget_connection(&self, peer: &PocId) {
+        let slot = self.connection_slot(peer);
+        if let Some(conn) = slot.lock().await.take() {
+            conn.close();
+        }
     }
 
     fn directory(&self) -> std::sync::RwLockReadGuard<'_, VerifiedDirectory> {

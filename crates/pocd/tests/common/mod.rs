@@ -174,6 +174,7 @@ impl Cluster {
                     certificate: pocs[*id].certificate.clone(),
                     prekeys: vec![],
                     revoked: false,
+                    details: None,
                 })
                 .collect(),
         };

@@ -119,6 +119,7 @@ pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
                 certificate: p.certificate.clone(),
                 prekeys: vec![],
                 revoked: false,
+                details: None,
             })
             .collect(),
     };
