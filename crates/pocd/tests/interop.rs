@@ -90,3 +90,22 @@ fn imported_iodef_inquiries_arrive_with_the_original_attached_byte_for_byte() {
         );
     }
 }
+
+/// `deploy/exercises/attachments/` carries a copy of the MILE guidance DDoS
+/// sample so the shipped scenario runs without `../shared`; it must stay the
+/// document it claims to be.
+#[test]
+fn the_shipped_exercise_attachment_is_the_shared_ddos_sample() {
+    let Some(fixtures) = poc_interop::shared_fixtures_dir()
+        .map_err(|missing| println!("{missing}"))
+        .ok()
+    else {
+        return;
+    };
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy/exercises/attachments/GuidanceDraft_DDoS.xml");
+    assert_eq!(
+        std::fs::read(shipped).unwrap(),
+        std::fs::read(fixtures.join("iodef/GuidanceDraft_DDoS.xml")).unwrap()
+    );
+}
