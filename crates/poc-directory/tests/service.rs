@@ -902,3 +902,50 @@ fn a_revocation_the_state_did_not_sign_is_alerted() {
         view.alerts
     );
 }
+
+#[test]
+fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
+    let mut net = Net::new(&six()[..3]);
+    net.publish_all();
+    // The manager's ping identity and the nodes share one relay.
+    let relay = net.start_relay();
+    let mut config = std::fs::read_to_string(&net.service_config).unwrap();
+    config.push_str(&relay);
+    std::fs::write(&net.service_config, config).unwrap();
+    net.node_extra = relay;
+    net.start_service();
+    net.start_node("EST.cert", true);
+    net.start_node("EST.mfa", true);
+    // FRA.cert's node is offline when the campaign starts: its ping waits,
+    // sealed, in its relay mailbox.
+    net.manager(&["campaign", "start"]);
+    let report = |net: &Net| -> serde_json::Value {
+        let config = net.service_config.display().to_string();
+        let out = net.directory_cli(&["campaign", "report", "--json", "--config", &config]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let target = |r: &serde_json::Value, id: &str| -> serde_json::Value {
+        r["targets"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["poc_id"] == id).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    eventually("the ping to FRA.cert deposited at the relay", || {
+        let r = report(&net);
+        (!target(&r, "FRA.cert")["delivered_at"].is_null()).then_some(())
+    });
+    assert_eq!(target(&report(&net), "FRA.cert")["outcome"], "awaiting");
+    let log = std::fs::read_to_string(net.path().join("service.log")).unwrap();
+    assert!(
+        log.contains("ping deposited at a relay") && log.contains("FRA.cert"),
+        "{log}"
+    );
+    // FRA.cert comes back, takes the ping from the relay and answers it.
+    net.start_node("FRA.cert", true);
+    let r = eventually("three replies", || {
+        let r = report(&net);
+        (r["totals"]["replied"] == 3).then_some(r)
+    });
+    assert_eq!(target(&r, "FRA.cert")["outcome"], "replied");
+    assert_eq!(r["totals"]["unreachable"], 0);
+}

@@ -147,3 +147,242 @@ impl RelayClient {
         Ok(deleted)
     }
 }
+
+/// A relay a sender trusts, pinned by its key (relays are not in the
+/// directory: an operator pins them in its configuration).
+#[derive(Debug, Clone)]
+pub struct PinnedRelay {
+    /// A short name, used in logs and in "delivered via relay NAME".
+    pub name: PocId,
+    /// `host:port` of its QUIC endpoint.
+    pub address: String,
+    /// Its identity key.
+    pub key: IdentityPublicKey,
+}
+
+impl PinnedRelay {
+    /// Parses a relay's public key as configured: 64 hex digits, as
+    /// `poc-relay --keygen` prints it.
+    pub fn parse_key(text: &str) -> Result<IdentityPublicKey, String> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| format!("public_key must be 64 hex digits: {e}"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "public_key must be 64 hex digits (32 bytes)".to_owned())?;
+        IdentityPublicKey::from_bytes(bytes)
+            .map_err(|e| format!("public_key is not a valid Ed25519 key: {e}"))
+    }
+}
+
+/// One pinned relay and its cached connection.
+struct Link {
+    name: String,
+    address: String,
+    key: IdentityPublicKey,
+    client: tokio::sync::Mutex<Option<RelayClient>>,
+}
+
+/// The relays a sender (a node, or the directory's ping identity) deposits
+/// to when a recipient cannot be reached directly, with one cached
+/// connection each.
+///
+/// # Which relays a delivery uses
+///
+/// For a recipient whose certificate lists `Relay` endpoints, the pinned
+/// relays with the same `address` are tried in the certificate's order
+/// (that is where the recipient fetches); if none of them is pinned here,
+/// or the certificate lists none, every pinned relay is tried in order (the
+/// usual case of a community sharing one set of relays). The first relay
+/// that stores the envelope ends the attempt.
+pub struct RelaySet {
+    endpoint: Option<Endpoint>,
+    links: Vec<Link>,
+}
+
+impl std::fmt::Debug for RelaySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.links.iter().map(|l| &l.name))
+            .finish()
+    }
+}
+
+impl RelaySet {
+    /// The relays `relays`; binds a client endpoint (ALPN `pocnet-relay/1`)
+    /// presenting `identity` if there is any (on IPv6 if `ipv6`).
+    pub fn new(
+        relays: Vec<PinnedRelay>,
+        identity: &IdentityKeyPair,
+        ipv6: bool,
+    ) -> Result<RelaySet, TransportError> {
+        let endpoint = if relays.is_empty() {
+            None
+        } else {
+            let pins = RelayPins::new(relays.iter().map(|r| (r.name.clone(), r.key)));
+            let any: SocketAddr = if ipv6 {
+                SocketAddr::from(([0u16; 8], 0))
+            } else {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            };
+            Some(bind_endpoint(any, identity, pins)?)
+        };
+        let links = relays
+            .into_iter()
+            .map(|r| Link {
+                name: r.name.to_string(),
+                address: r.address.trim().to_owned(),
+                key: r.key,
+                client: tokio::sync::Mutex::new(None),
+            })
+            .collect();
+        Ok(RelaySet { endpoint, links })
+    }
+
+    /// Whether no relay is pinned.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Number of relays pinned.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// The name of relay `index`.
+    pub fn name(&self, index: usize) -> Option<&str> {
+        self.links.get(index).map(|l| l.name.as_str())
+    }
+
+    /// Indexes of the relays to try for a recipient with these certificate
+    /// endpoints, in order.
+    pub fn order(&self, endpoints: &[poc_proto::certificate::Endpoint]) -> Vec<usize> {
+        use poc_proto::certificate::Endpoint as CertEndpoint;
+        let named: Vec<usize> = endpoints
+            .iter()
+            .filter_map(|e| match e {
+                CertEndpoint::Relay { address } => {
+                    self.links.iter().position(|l| l.address == address.trim())
+                }
+                CertEndpoint::Direct { .. } => None,
+            })
+            .collect();
+        if named.is_empty() {
+            (0..self.links.len()).collect()
+        } else {
+            named
+        }
+    }
+
+    /// The cached connection to relay `index`, connecting if needed.
+    pub async fn client(&self, index: usize) -> Result<RelayClient, String> {
+        let link = self.links.get(index).ok_or("no such relay")?;
+        let mut cached = link.client.lock().await;
+        if let Some(client) = cached.as_ref()
+            && !client.is_closed()
+        {
+            return Ok(client.clone());
+        }
+        let endpoint = self.endpoint.as_ref().ok_or("no relay endpoint")?;
+        let socket = tokio::net::lookup_host(&link.address)
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", link.address))?
+            .next()
+            .ok_or_else(|| format!("{} resolves to nothing", link.address))?;
+        let client = RelayClient::connect(endpoint, socket, link.key)
+            .await
+            .map_err(|e| format!("cannot reach relay {} at {}: {e}", link.name, link.address))?;
+        *cached = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Drops the cached connection to relay `index` (the next use reconnects).
+    pub async fn forget(&self, index: usize) {
+        if let Some(link) = self.links.get(index)
+            && let Some(client) = link.client.lock().await.take()
+        {
+            client.close();
+        }
+    }
+
+    /// Deposits `envelope` at the first relay (in [`RelaySet::order`]) that
+    /// stores it; returns its name, or why each one failed.
+    pub async fn deposit(
+        &self,
+        endpoints: &[poc_proto::certificate::Endpoint],
+        envelope: &[u8],
+    ) -> Result<String, String> {
+        let mut reasons = Vec::new();
+        for index in self.order(endpoints) {
+            let name = self.name(index).unwrap_or("?").to_owned();
+            let client = match self.client(index).await {
+                Ok(client) => client,
+                Err(e) => {
+                    reasons.push(format!("relay {name}: {e}"));
+                    continue;
+                }
+            };
+            match client.deposit(envelope).await {
+                Ok(()) => return Ok(name),
+                Err(ClientError::Refused(refusal)) => {
+                    reasons.push(format!("relay {name}: refused: {refusal}"));
+                }
+                Err(e) => {
+                    self.forget(index).await;
+                    reasons.push(format!("relay {name}: {e}"));
+                }
+            }
+        }
+        Err(reasons.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use poc_proto::certificate::Endpoint as CertEndpoint;
+
+    fn set(names: &[(&str, &str)]) -> RelaySet {
+        RelaySet {
+            endpoint: None,
+            links: names
+                .iter()
+                .map(|(name, address)| Link {
+                    name: (*name).to_owned(),
+                    address: (*address).to_owned(),
+                    key: IdentityKeyPair::from_secret_bytes(&[9; 32]).public(),
+                    client: tokio::sync::Mutex::new(None),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_recipients_relays_come_first_in_its_order_else_all_pinned() {
+        let relays = set(&[
+            ("a", "a.example:1"),
+            ("b", "b.example:2"),
+            ("c", "c.example:3"),
+        ]);
+        let direct = CertEndpoint::Direct {
+            address: "node.example:7401".into(),
+        };
+        let relay = |address: &str| CertEndpoint::Relay {
+            address: address.into(),
+        };
+        // No relay in the certificate: every pinned relay, in order.
+        assert_eq!(relays.order(std::slice::from_ref(&direct)), [0, 1, 2]);
+        // The certificate's relays that are pinned, in the certificate's order.
+        assert_eq!(
+            relays.order(&[relay("c.example:3"), direct.clone(), relay("a.example:1")]),
+            [2, 0]
+        );
+        // Relays that cannot be authenticated (not pinned) are skipped; if
+        // none is left, fall back to all.
+        assert_eq!(
+            relays.order(&[relay("unknown.example:9"), relay(" b.example:2 ")]),
+            [1]
+        );
+        assert_eq!(relays.order(&[relay("unknown.example:9")]), [0, 1, 2]);
+    }
+}

@@ -212,12 +212,6 @@ impl Config {
 impl RelayConfig {
     /// The pinned relay key.
     pub(crate) fn key(&self) -> anyhow::Result<poc_proto::keys::IdentityPublicKey> {
-        let bytes =
-            hex::decode(self.public_key.trim()).context("public_key must be 64 hex digits")?;
-        let bytes: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| anyhow::anyhow!("public_key must be 64 hex digits (32 bytes)"))?;
-        poc_proto::keys::IdentityPublicKey::from_bytes(bytes)
-            .map_err(|e| anyhow::anyhow!("public_key is not a valid Ed25519 key: {e}"))
+        poc_relay::client::PinnedRelay::parse_key(&self.public_key).map_err(anyhow::Error::msg)
     }
 }

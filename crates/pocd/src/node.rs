@@ -107,7 +107,7 @@ pub(crate) struct Node {
     /// QUIC endpoint.
     pub(crate) endpoint: Endpoint,
     /// The configured relays (none by default).
-    pub(crate) relays: crate::relay_client::Relays,
+    pub(crate) relays: poc_relay::client::RelaySet,
     /// One slot per peer: connecting to one peer (up to the handshake
     /// timeout if it is unreachable) never holds up deliveries to others.
     connections: Mutex<HashMap<PocId, Arc<tokio::sync::Mutex<Option<Connection>>>>>,
@@ -280,7 +280,7 @@ impl Node {
             poc_transport::Limits::default(),
         )
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
-        let relays = crate::relay_client::Relays::new(&config, &identity)?;
+        let relays = crate::relay_client::relays(&config, &identity)?;
         tracing::info!(poc = %me, listen = %config.node.listen, relays = relays.len(), "node started");
         Ok(Arc::new(Node {
             config,

@@ -65,6 +65,23 @@ pub struct ServiceConfig {
     /// `[campaigns]`.
     #[serde(default)]
     pub campaigns: CampaignSection,
+    /// `[[relay]]`: relays the ping identity deposits pings to when a PoC
+    /// cannot be reached directly (as a node does; see
+    /// `poc_relay::client::RelaySet`). Replies come back to `listen_node`.
+    #[serde(default, rename = "relay")]
+    pub relays: Vec<RelaySection>,
+}
+
+/// `[[relay]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelaySection {
+    /// A short name (letters, digits, `.`, `_`, `-`).
+    pub name: poc_proto::PocId,
+    /// `host:port` of the relay's QUIC endpoint.
+    pub address: String,
+    /// The relay's identity key, 64 hex digits (`poc-relay --keygen`).
+    pub public_key: String,
 }
 
 /// `[service]`.
@@ -540,7 +557,22 @@ pub async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
         let s = service.clone();
         tokio::spawn(async move { serve_public(listener, s).await });
     }
-    let pinger = Arc::new(pings::Pinger::new(service.clone(), node_endpoint));
+    let mut pinned = Vec::new();
+    for relay in &service.config.relays {
+        pinned.push(poc_relay::client::PinnedRelay {
+            name: relay.name.clone(),
+            address: relay.address.clone(),
+            key: poc_relay::client::PinnedRelay::parse_key(&relay.public_key)
+                .map_err(|e| anyhow::anyhow!("[[relay]] {}: {e}", relay.name))?,
+        });
+    }
+    let relays = poc_relay::client::RelaySet::new(
+        pinned,
+        &service.side.identity,
+        !service.config.service.listen_node.is_ipv4(),
+    )
+    .context("cannot bind the ping identity's relay endpoint")?;
+    let pinger = Arc::new(pings::Pinger::new(service.clone(), node_endpoint, relays));
     tokio::spawn(pinger.clone().run_inbound());
     loop {
         if let Err(e) = service.refresh() {

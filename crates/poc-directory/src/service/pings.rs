@@ -38,6 +38,13 @@ struct Attempts {
     done: bool,
 }
 
+/// Why a direct delivery failed: a refusal is final, unreachability may be
+/// overcome through a relay.
+enum DirectFailure {
+    Refused(String),
+    Unreachable(String),
+}
+
 /// Deliveries under way at once.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -45,6 +52,8 @@ const MAX_IN_FLIGHT: usize = 64;
 pub struct Pinger {
     service: Arc<Service>,
     endpoint: Endpoint,
+    /// Relays to deposit to when a PoC cannot be reached directly.
+    relays: poc_relay::client::RelaySet,
     connections: tokio::sync::Mutex<HashMap<PocId, Connection>>,
     attempts: Mutex<HashMap<(String, PocId), Attempts>>,
     replay: Mutex<MemoryReplayCache>,
@@ -238,12 +247,17 @@ pub fn request_campaign(conn: &rusqlite::Connection, now: Timestamp) -> anyhow::
 
 impl Pinger {
     /// A pinger speaking as the service's ping identity on `endpoint`.
-    pub fn new(service: Arc<Service>, endpoint: Endpoint) -> Pinger {
+    pub fn new(
+        service: Arc<Service>,
+        endpoint: Endpoint,
+        relays: poc_relay::client::RelaySet,
+    ) -> Pinger {
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(write_events(service.clone(), rx));
         Pinger {
             service,
             endpoint,
+            relays,
             connections: tokio::sync::Mutex::new(HashMap::new()),
             attempts: Mutex::new(HashMap::new()),
             replay: Mutex::new(MemoryReplayCache::default()),
@@ -532,26 +546,56 @@ impl Pinger {
                 EphemeralSecret::generate(&mut OsRandom::new()),
             )
             .map_err(|e| e.to_string())?;
-        let address = recipient
-            .body()
-            .endpoints
-            .iter()
-            .find_map(|e| match e {
-                poc_proto::certificate::Endpoint::Direct { address } => Some(address.clone()),
-                poc_proto::certificate::Endpoint::Relay { .. } => None,
-            })
-            .ok_or_else(|| {
-                format!("{poc} lists no direct endpoint (relay delivery of pings is not built yet)")
-            })?;
+        let endpoints = &recipient.body().endpoints;
+        let direct = match endpoints.iter().find_map(|e| match e {
+            poc_proto::certificate::Endpoint::Direct { address } => Some(address.clone()),
+            poc_proto::certificate::Endpoint::Relay { .. } => None,
+        }) {
+            Some(address) => {
+                self.deliver_direct(poc, &address, &recipient, sealed.as_bytes())
+                    .await
+            }
+            None => Err(DirectFailure::Unreachable(format!(
+                "{poc} lists no direct endpoint"
+            ))),
+        };
+        let direct = match direct {
+            Ok(()) => return Ok(()),
+            Err(DirectFailure::Refused(why)) => return Err(why),
+            Err(DirectFailure::Unreachable(why)) => why,
+        };
+        if self.relays.is_empty() {
+            return Err(direct);
+        }
+        // As a node does: the same sealed ping, to the PoC's relay mailbox.
+        match self.relays.deposit(endpoints, sealed.as_bytes()).await {
+            Ok(relay) => {
+                tracing::info!(%poc, %relay, "ping deposited at a relay");
+                Ok(())
+            }
+            Err(relays) => Err(format!("direct: {direct}; {relays}")),
+        }
+    }
+
+    async fn deliver_direct(
+        &self,
+        poc: &PocId,
+        address: &str,
+        recipient: &poc_proto::certificate::VerifiedCertificate,
+        envelope: &[u8],
+    ) -> Result<(), DirectFailure> {
         let conn = self
-            .connection(poc, &address, recipient.body().identity_key)
-            .await?;
-        match conn.request(sealed.as_bytes()).await {
+            .connection(poc, address, recipient.body().identity_key)
+            .await
+            .map_err(DirectFailure::Unreachable)?;
+        match conn.request(envelope).await {
             Ok(answer) if answer.first() == Some(&ACK_ACCEPTED) => Ok(()),
-            Ok(answer) => Err(format!("refused by {poc} (answer {answer:02x?})")),
+            Ok(answer) => Err(DirectFailure::Refused(format!(
+                "refused by {poc} (answer {answer:02x?})"
+            ))),
             Err(e) => {
                 self.connections.lock().await.remove(poc);
-                Err(e.to_string())
+                Err(DirectFailure::Unreachable(e.to_string()))
             }
         }
     }

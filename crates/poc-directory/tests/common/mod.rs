@@ -88,6 +88,10 @@ pub struct Net {
     pub pocs: BTreeMap<String, PocSetup>,
     pub service: Option<Child>,
     pub nodes: BTreeMap<String, Child>,
+    /// A relay process, if one was started.
+    pub relay: Option<Child>,
+    /// Extra TOML appended to every node's pocd.toml (e.g. `[[relay]]`).
+    pub node_extra: String,
 }
 
 pub fn state_root(state: &str) -> StateRootKeyPair {
@@ -212,6 +216,8 @@ impl Net {
             pocs: setups,
             service: None,
             nodes: BTreeMap::new(),
+            relay: None,
+            node_extra: String::new(),
         }
     }
 
@@ -336,6 +342,54 @@ impl Net {
         self.manager(&["export", "--out", out.to_str().unwrap()]);
     }
 
+    /// Starts a `poc-relay` serving the exported directory (call after
+    /// [`Net::publish_all`]); returns the `[[relay]]` TOML entry naming it,
+    /// for the service's and the nodes' configurations.
+    pub fn start_relay(&mut self) -> String {
+        let dir = self.path().join("relay");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(bin("poc-relay"))
+            .arg("--keygen")
+            .arg(dir.join("relay.key"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let port = free_udp();
+        let metrics = free_tcp();
+        let root = self.path().display();
+        std::fs::write(
+            dir.join("poc-relay.toml"),
+            format!(
+                "[relay]\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"data\"\nidentity_key = \"relay.key\"\n\
+                 metrics_listen = \"127.0.0.1:{metrics}\"\n\n\
+                 [directory]\nsnapshot = \"{root}/directory.snapshot\"\nmanager_key = \"{root}/manager.pub\"\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("relay.log")).unwrap();
+        let child = Command::new(bin("poc-relay"))
+            .arg("--config")
+            .arg(dir.join("poc-relay.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.relay = Some(child);
+        eventually("the relay", || {
+            std::net::TcpStream::connect(("127.0.0.1", metrics))
+                .ok()
+                .map(|_| ())
+        });
+        format!(
+            "\n[[relay]]\nname = \"relay-un\"\naddress = \"127.0.0.1:{port}\"\npublic_key = \"{key}\"\n"
+        )
+    }
+
     pub fn start_service(&mut self) {
         let log = std::fs::File::create(self.path().join("service.log")).unwrap();
         let child = Command::new(bin("poc-directory"))
@@ -362,8 +416,8 @@ impl Net {
             format!(
                 "[node]\npoc_id = \"{id}\"\ndata_dir = \"data\"\nidentity_key = \"identity.key\"\nprekey_key = \"prekey.key\"\nlisten = \"127.0.0.1:{}\"\n\n\
                  [directory]\nsnapshot = \"../directory.snapshot\"\nmanager_key = \"../manager.pub\"\nservice = \"127.0.0.1:{}\"\nsync_interval_seconds = 3600\n\n\
-                 [delivery]\nretry_initial_seconds = 1\nretry_max_seconds = 2\n\n[pings]\nauto_reply = {auto_reply}\n",
-                poc.port, self.directory_port
+                 [delivery]\nretry_initial_seconds = 1\nretry_max_seconds = 2\n\n[pings]\nauto_reply = {auto_reply}\n{}",
+                poc.port, self.directory_port, self.node_extra
             ),
         )
         .unwrap();
@@ -440,7 +494,12 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for child in self.nodes.values_mut().chain(self.service.as_mut()) {
+        for child in self
+            .nodes
+            .values_mut()
+            .chain(self.service.as_mut())
+            .chain(self.relay.as_mut())
+        {
             let _ = child.kill();
             let _ = child.wait();
         }
