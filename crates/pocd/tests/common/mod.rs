@@ -70,7 +70,8 @@ pub struct Cluster {
     pub roots: BTreeMap<StateCode, poc_proto::keys::StateRootPublicKey>,
 }
 
-fn seed(label: &str) -> [u8; 32] {
+/// The deterministic key seed for `label` (the manager key is `seed("manager")`).
+pub fn seed(label: &str) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, label.as_bytes());
     d.as_ref().try_into().unwrap()
 }
@@ -157,21 +158,33 @@ impl Cluster {
                 },
             );
         }
+        let roots = roots.iter().map(|(s, r)| (*s, r.public())).collect();
+        let cluster = Cluster { root, pocs, roots };
+        let ids: Vec<&str> = listed.iter().map(|(id, _)| *id).collect();
+        cluster.write_directory(&ids);
+        cluster
+    }
+
+    /// Signs (with the manager key) and writes the directory snapshot every
+    /// node reads at start: every State root, and the PoCs `listed`.
+    pub fn write_directory(&self, listed: &[&str]) {
+        let manager = ManagerKeyPair::from_secret_bytes(&seed("manager"));
         let body = SnapshotBody {
             sequence: 1,
             previous: SnapshotDigest([0; 32]),
-            issued_at: now,
-            states: roots
+            issued_at: now(),
+            states: self
+                .roots
                 .iter()
-                .map(|(s, r)| StateEnrolment {
-                    state: *s,
-                    root_key: r.public(),
+                .map(|(state, root_key)| StateEnrolment {
+                    state: *state,
+                    root_key: *root_key,
                 })
                 .collect(),
             entries: listed
                 .iter()
-                .map(|(id, _)| DirectoryEntry {
-                    certificate: pocs[*id].certificate.clone(),
+                .map(|id| DirectoryEntry {
+                    certificate: self.poc(id).certificate.clone(),
                     prekeys: vec![],
                     revoked: false,
                     details: None,
@@ -179,9 +192,11 @@ impl Cluster {
                 .collect(),
         };
         let snapshot = SignedSnapshot::sign(&body, &manager).unwrap();
-        std::fs::write(root.path().join("directory.snapshot"), snapshot.to_bytes()).unwrap();
-        let roots = roots.iter().map(|(s, r)| (*s, r.public())).collect();
-        Cluster { root, pocs, roots }
+        std::fs::write(
+            self.root.path().join("directory.snapshot"),
+            snapshot.to_bytes(),
+        )
+        .unwrap();
     }
 
     /// A PoC's certificate, verified against its State's root.

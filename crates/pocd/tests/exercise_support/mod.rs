@@ -14,19 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use poc_proto::certificate::{CertificateBody, Endpoint, PocCertificate, Prekey, PrekeyId};
-use poc_proto::directory::{
-    DirectoryEntry, SignedSnapshot, SnapshotBody, SnapshotDigest, StateEnrolment,
-};
 use poc_proto::keys::{IdentityKeyPair, ManagerKeyPair, PrekeySecret};
 use poc_proto::{Issuer, PocId, Role, Seconds};
 
-use crate::common::{Cluster, PocSetup, free_port, now};
-
-fn seed(label: &str) -> [u8; 32] {
-    // The same derivation as `common` (the manager key must match).
-    let d = ring::digest::digest(&ring::digest::SHA256, label.as_bytes());
-    d.as_ref().try_into().unwrap()
-}
+use crate::common::{Cluster, PocSetup, free_port, now, seed};
 
 /// Adds the directory manager's ping identity `id` (certified by the
 /// manager key) to the cluster and re-signs its directory with it.
@@ -100,35 +91,8 @@ pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
             certificate,
         },
     );
-    let body = SnapshotBody {
-        sequence: 1,
-        previous: SnapshotDigest([0; 32]),
-        issued_at: now,
-        states: cluster
-            .roots
-            .iter()
-            .map(|(state, root)| StateEnrolment {
-                state: *state,
-                root_key: *root,
-            })
-            .collect(),
-        entries: cluster
-            .pocs
-            .values()
-            .map(|p| DirectoryEntry {
-                certificate: p.certificate.clone(),
-                prekeys: vec![],
-                revoked: false,
-                details: None,
-            })
-            .collect(),
-    };
-    let snapshot = SignedSnapshot::sign(&body, &manager).unwrap();
-    std::fs::write(
-        cluster.root.path().join("directory.snapshot"),
-        snapshot.to_bytes(),
-    )
-    .unwrap();
+    let all: Vec<String> = cluster.pocs.keys().cloned().collect();
+    cluster.write_directory(&all.iter().map(String::as_str).collect::<Vec<_>>());
 }
 
 /// The built `poc` binary, beside `pocd` (build both in the same cargo call:
