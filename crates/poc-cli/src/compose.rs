@@ -373,10 +373,7 @@ fn looks_like_stix(bytes: &[u8]) -> bool {
 /// Reads a file as an attachment, typing it by content and extension.
 pub(crate) fn attachment(path: &Path) -> anyhow::Result<Attachment> {
     let bytes = crate::interop::read_file(path, "--attach")?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "attachment".into());
+    let name = crate::interop::file_name(path, "attachment");
     let ext = path
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())

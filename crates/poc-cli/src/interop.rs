@@ -37,7 +37,8 @@ pub(crate) fn read_file(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| usage(format!("{flag} {shown}: {e}"), "check the file"))
 }
 
-fn file_name(path: &Path, default: &str) -> String {
+/// The file's own name (what the other side sees), or `default`.
+pub(crate) fn file_name(path: &Path, default: &str) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| default.to_owned())
