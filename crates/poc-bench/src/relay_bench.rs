@@ -6,7 +6,8 @@
 //!   fetched (long poll, pages of 256) and acknowledged by the recipient's
 //!   client. Latency is per envelope from the start of its deposit to the
 //!   moment the recipient's fetch returned it; the relay stores it durably
-//!   (SQLite, WAL, `synchronous=FULL`) in between.
+//!   (SQLite, WAL, each deposit answered after an fsync of the WAL that
+//!   began after its commit) in between.
 //! - **Baseline**: raw poc-transport QUIC requests of 4 KiB answered with one
 //!   byte, same concurrency, same loopback, same machine, measured in this
 //!   run before and after the relay runs (pooled).

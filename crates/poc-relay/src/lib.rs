@@ -46,9 +46,11 @@
 //! ## Storage
 //!
 //! Behind [`store::RelayStore`]: [`store::SqliteStore`] (WAL,
-//! `synchronous=FULL`, `secure_delete`) and [`store::MemoryStore`], both run
-//! through one conformance suite. A single store thread owns the backend and
-//! commits concurrent deposits together (group commit); its queue is
+//! `secure_delete`) and [`store::MemoryStore`], both run through one
+//! conformance suite. A single store thread owns the backend and commits
+//! concurrent deposits together (group commit); a flush thread fsyncs the
+//! WAL behind it, so one batch reaches the disk while the next is written,
+//! and a deposit is answered once its flush returned. The store queue is
 //! bounded, so memory stays bounded under a flood.
 //!
 //! ## Memory under flood

@@ -2,7 +2,7 @@
 //! sweeps, directory reloads and metrics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::core::{RateLimiter, RelayDirectory, RelayLimits, check_deposit};
 use crate::metrics::Metrics;
-use crate::store::{DepositOutcome, NewEnvelope, Quota, RelayStore, StoredEnvelope, Usage};
+use crate::store::{
+    DepositOutcome, Flusher, NewEnvelope, Quota, RelayStore, StoredEnvelope, Usage,
+};
 use crate::wire::{self, Refusal, Request};
 
 /// Seconds since the Unix epoch.
@@ -65,81 +67,26 @@ impl std::fmt::Debug for StoreHandle {
 impl StoreHandle {
     /// Starts the store thread; it stops when every handle is dropped.
     /// Consecutive deposits are committed together (group commit), so
-    /// concurrent depositors share one fsync.
+    /// concurrent depositors share one fsync. When the store hands out a
+    /// [`Flusher`], a second thread flushes committed batches while the
+    /// store thread writes the next ones, and each deposit is answered once
+    /// the flush covering its commit has returned.
     pub fn start(mut store: Box<dyn RelayStore>, quota: Quota, depth: usize) -> StoreHandle {
-        let (tx, mut rx) = mpsc::channel::<Op>(depth.max(1));
+        let (tx, rx) = mpsc::channel::<Op>(depth.max(1));
+        let disk_failed = Arc::new(AtomicBool::new(false));
+        let flushing = store.take_flusher().and_then(|flusher| {
+            let (to_flush, committed) = std::sync::mpsc::channel::<Committed>();
+            let failed = disk_failed.clone();
+            std::thread::Builder::new()
+                .name("relay-flush".into())
+                .spawn(move || flush_loop(flusher, &committed, &failed))
+                .inspect_err(|e| tracing::error!(error = %e, "cannot start the flush thread"))
+                .ok()
+                .map(|_| to_flush)
+        });
         std::thread::Builder::new()
             .name("relay-store".into())
-            .spawn(move || {
-                let mut pending: Option<Op> = None;
-                loop {
-                    let op = match pending.take() {
-                        Some(op) => op,
-                        None => match rx.blocking_recv() {
-                            Some(op) => op,
-                            None => break,
-                        },
-                    };
-                    match op {
-                        Op::Deposit(first, reply) => {
-                            let mut batch = vec![first];
-                            let mut replies = vec![reply];
-                            while batch.len() < GROUP_COMMIT {
-                                match rx.try_recv() {
-                                    Ok(Op::Deposit(next, reply)) => {
-                                        batch.push(next);
-                                        replies.push(reply);
-                                    }
-                                    Ok(other) => {
-                                        pending = Some(other);
-                                        break;
-                                    }
-                                    Err(_) => break,
-                                }
-                            }
-                            let started = std::time::Instant::now();
-                            let result = store.deposit_batch(&batch, quota);
-                            tracing::trace!(size = batch.len(), took = ?started.elapsed(), "deposit batch committed");
-                            match result {
-                                Ok(outcomes) => {
-                                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                                        let _ = reply.send(Some(outcome));
-                                    }
-                                }
-                                Err(e) => {
-                                    tracing::error!(error = %e, "could not store deposits");
-                                    for reply in replies {
-                                        let _ = reply.send(None);
-                                    }
-                                }
-                            }
-                        }
-                        Op::Fetch {
-                            mailbox,
-                            now,
-                            max_items,
-                            max_bytes,
-                            reply,
-                        } => {
-                            let page = store.fetch(mailbox, now, max_items, max_bytes);
-                            let _ = reply.send(log_err(page, "fetch"));
-                        }
-                        Op::Ack {
-                            mailbox,
-                            ids,
-                            reply,
-                        } => {
-                            let _ = reply.send(log_err(store.ack(mailbox, &ids), "ack"));
-                        }
-                        Op::Expire(now, reply) => {
-                            let _ = reply.send(log_err(store.expire(now), "expire"));
-                        }
-                        Op::Totals(reply) => {
-                            let _ = reply.send(log_err(store.totals(), "totals"));
-                        }
-                    }
-                }
-            })
+            .spawn(move || store_loop(store, quota, rx, flushing, &disk_failed))
             .map(|_| ())
             .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the store thread"));
         StoreHandle { tx }
@@ -202,6 +149,141 @@ impl StoreHandle {
     /// What the store holds.
     pub async fn totals(&self) -> Option<Usage> {
         self.call(Op::Totals).await
+    }
+}
+
+/// A committed batch of deposits waiting for its flush.
+struct Committed {
+    replies: Vec<oneshot::Sender<Option<DepositOutcome>>>,
+    outcomes: Vec<DepositOutcome>,
+}
+
+impl Committed {
+    fn answer(self, durable: bool) {
+        for (reply, outcome) in self.replies.into_iter().zip(self.outcomes) {
+            let _ = reply.send(durable.then_some(outcome));
+        }
+    }
+}
+
+/// The store thread: runs every operation in order, taking consecutive
+/// deposits into one transaction. Without a flusher (`flushing` is `None`)
+/// a commit is durable when it returns and deposits are answered at once.
+fn store_loop(
+    mut store: Box<dyn RelayStore>,
+    quota: Quota,
+    mut rx: mpsc::Receiver<Op>,
+    flushing: Option<std::sync::mpsc::Sender<Committed>>,
+    disk_failed: &AtomicBool,
+) {
+    let mut pending: Option<Op> = None;
+    loop {
+        let op = match pending.take() {
+            Some(op) => op,
+            None => match rx.blocking_recv() {
+                Some(op) => op,
+                None => break,
+            },
+        };
+        match op {
+            Op::Deposit(first, reply) => {
+                let mut batch = vec![first];
+                let mut replies = vec![reply];
+                while batch.len() < GROUP_COMMIT {
+                    match rx.try_recv() {
+                        Ok(Op::Deposit(next, reply)) => {
+                            batch.push(next);
+                            replies.push(reply);
+                        }
+                        Ok(other) => {
+                            pending = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                if disk_failed.load(Ordering::Acquire) {
+                    for reply in replies {
+                        let _ = reply.send(None);
+                    }
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let result = store.deposit_batch(&batch, quota);
+                tracing::trace!(size = batch.len(), took = ?started.elapsed(), "deposit batch committed");
+                match result {
+                    Ok(outcomes) => {
+                        let committed = Committed { replies, outcomes };
+                        match &flushing {
+                            Some(flush) => {
+                                if let Err(unsent) = flush.send(committed) {
+                                    unsent.0.answer(false);
+                                }
+                            }
+                            None => committed.answer(true),
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not store deposits");
+                        for reply in replies {
+                            let _ = reply.send(None);
+                        }
+                    }
+                }
+            }
+            Op::Fetch {
+                mailbox,
+                now,
+                max_items,
+                max_bytes,
+                reply,
+            } => {
+                let page = store.fetch(mailbox, now, max_items, max_bytes);
+                let _ = reply.send(log_err(page, "fetch"));
+            }
+            Op::Ack {
+                mailbox,
+                ids,
+                reply,
+            } => {
+                let _ = reply.send(log_err(store.ack(mailbox, &ids), "ack"));
+            }
+            Op::Expire(now, reply) => {
+                let _ = reply.send(log_err(store.expire(now), "expire"));
+            }
+            Op::Totals(reply) => {
+                let _ = reply.send(log_err(store.totals(), "totals"));
+            }
+        }
+    }
+}
+
+/// The flush thread: each flush covers every batch committed before it
+/// started, so batches that queue during one flush share the next.
+fn flush_loop(
+    mut flusher: Box<dyn Flusher>,
+    committed: &std::sync::mpsc::Receiver<Committed>,
+    disk_failed: &AtomicBool,
+) {
+    while let Ok(first) = committed.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(committed.try_iter());
+        match flusher.flush() {
+            Ok(()) => waiting.into_iter().for_each(|c| c.answer(true)),
+            Err(e) => {
+                // After a failed fsync the kernel may have dropped the
+                // pages it could not write, and a later fsync can succeed
+                // without them: nothing committed since the last good
+                // flush may be called stored, now or later. Refuse every
+                // deposit from here on (their senders keep them and try
+                // again or elsewhere); a restart recovers from the disk.
+                disk_failed.store(true, Ordering::Release);
+                tracing::error!(error = %e, "the relay's disk failed a flush: deposits are refused until the relay is restarted");
+                waiting.into_iter().for_each(|c| c.answer(false));
+                committed.iter().for_each(|c| c.answer(false));
+                return;
+            }
+        }
     }
 }
 

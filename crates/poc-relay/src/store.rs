@@ -6,9 +6,17 @@
 //! What is stored per envelope is only what the outer header gives and the
 //! opaque bytes: mailbox id, expiry, length, the envelope. Never who
 //! deposited it.
+//!
+//! Durability is split from the commit: a store may hand out a [`Flusher`]
+//! that makes every commit made before its call durable, run on a thread of
+//! its own. While one batch of deposits waits for the disk, the next one is
+//! already being written (pipelined group commit), and a deposit is answered
+//! only once its flush has returned.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use poc_proto::Timestamp;
 use poc_proto::certificate::MailboxId;
@@ -24,6 +32,24 @@ pub enum StoreError {
     /// The database file is not in the expected state.
     #[error("relay database: {0}")]
     Corrupt(String),
+    /// Flushing committed data to the disk failed.
+    #[error("relay database: cannot flush {path} to the disk: {source}")]
+    Flush {
+        /// The file that could not be flushed.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
+/// Makes committed changes durable, on a thread other than the one that
+/// commits.
+pub trait Flusher: Send {
+    /// Returns once every change committed before this call is on stable
+    /// storage. After an error nothing committed since the last successful
+    /// flush may be assumed durable, not even after a later successful one
+    /// (the kernel may have dropped the pages that failed to write).
+    fn flush(&mut self) -> Result<(), StoreError>;
 }
 
 /// An envelope to store.
@@ -97,9 +123,17 @@ pub struct Usage {
     pub bytes: u64,
 }
 
-/// The relay's storage. Every method that changes state is durable when it
-/// returns (for the SQLite backend: committed with `synchronous=FULL`).
+/// The relay's storage. Every method that changes state has committed when
+/// it returns; it is durable then, unless the store hands out a [`Flusher`],
+/// in which case it is durable once a flush started after the commit has
+/// returned.
 pub trait RelayStore: Send {
+    /// The store's flusher, handed out once; `None` when commits are durable
+    /// on return (or, for memory, never).
+    fn take_flusher(&mut self) -> Option<Box<dyn Flusher>> {
+        None
+    }
+
     /// Stores a batch of envelopes in order, each checked against `quota`
     /// (counting the batch's earlier envelopes), in one transaction.
     fn deposit_batch(
@@ -264,9 +298,18 @@ impl RelayStore for MemoryStore {
     }
 }
 
-/// Envelopes in a SQLite file (WAL, `synchronous=FULL`, `secure_delete=FAST`:
-/// deleted rows are zeroed where that costs no extra I/O; what may linger in
-/// free pages is ciphertext the relay held anyway).
+/// Envelopes in a SQLite file (WAL, `secure_delete=FAST`: deleted rows are
+/// zeroed where that costs no extra I/O; what may linger in free pages is
+/// ciphertext the relay held anyway).
+///
+/// Durability: the connection runs with `synchronous=NORMAL`, so a commit
+/// writes its frames to the WAL without waiting for the disk, and the store
+/// hands out a [`WalFlusher`] that fsyncs the WAL file: the same fsync that
+/// `synchronous=FULL` would run inside the commit, moved to another thread so
+/// that the next batch is written while this one is flushed. Checkpoints stay
+/// with SQLite, which in this mode syncs the WAL before copying it into the
+/// database and the database after, so a frame is durable either in the WAL
+/// (our flush) or in the database (the checkpoint) before the WAL is reused.
 ///
 /// Per-mailbox usage (for quotas) is kept in memory, loaded at open and
 /// updated after each commit: the store thread is the database's only
@@ -276,6 +319,51 @@ impl RelayStore for MemoryStore {
 pub struct SqliteStore {
     conn: Connection,
     usage: HashMap<MailboxId, Usage>,
+    flusher: Option<WalFlusher>,
+}
+
+/// Flushes a SQLite database's WAL file (see [`SqliteStore`]).
+#[derive(Debug)]
+pub struct WalFlusher {
+    path: PathBuf,
+    file: File,
+    inode: u64,
+}
+
+impl WalFlusher {
+    fn open(path: PathBuf) -> Result<WalFlusher, StoreError> {
+        let fail = |source| StoreError::Flush {
+            path: path.clone(),
+            source,
+        };
+        // Read access is enough for fsync(2) on Linux; this handle never
+        // writes.
+        let file = File::open(&path).map_err(fail)?;
+        let inode = file.metadata().map_err(fail)?.ino();
+        Ok(WalFlusher { path, file, inode })
+    }
+}
+
+impl Flusher for WalFlusher {
+    fn flush(&mut self) -> Result<(), StoreError> {
+        // SQLite keeps its WAL file while its connection is open, but a
+        // handle on a replaced file would make this flush a silent no-op:
+        // check that the path still names the file we hold.
+        let current = std::fs::metadata(&self.path)
+            .map_err(|source| StoreError::Flush {
+                path: self.path.clone(),
+                source,
+            })?
+            .ino();
+        if current != self.inode {
+            tracing::warn!(path = %self.path.display(), "the WAL file was replaced; reopening it");
+            *self = WalFlusher::open(self.path.clone())?;
+        }
+        self.file.sync_data().map_err(|source| StoreError::Flush {
+            path: self.path.clone(),
+            source,
+        })
+    }
 }
 
 const SCHEMA: &str = "
@@ -310,11 +398,17 @@ impl SqliteStore {
             )));
         }
         conn.execute_batch(
-            "PRAGMA synchronous = FULL;
+            "PRAGMA synchronous = NORMAL;
              PRAGMA secure_delete = FAST;
              PRAGMA trusted_schema = OFF;",
         )?;
         conn.execute_batch(SCHEMA)?;
+        // The WAL file exists from here on (opening a WAL database creates
+        // it); it is flushed once now so that the schema is durable too.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let mut flusher = WalFlusher::open(PathBuf::from(wal))?;
+        flusher.flush()?;
         let mut usage = HashMap::new();
         {
             let mut stmt =
@@ -340,28 +434,11 @@ impl SqliteStore {
                 );
             }
         }
-        Ok(SqliteStore { conn, usage })
-    }
-
-    fn ack_inner(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction()?;
-        let (mut deleted, mut bytes) = (0i64, 0i64);
-        {
-            let mut stmt = tx.prepare_cached(
-                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2 RETURNING len",
-            )?;
-            for id in ids {
-                let Ok(id) = i64::try_from(*id) else { continue };
-                let mut rows = stmt.query(params![id, &mailbox.0[..]])?;
-                while let Some(row) = rows.next()? {
-                    deleted += 1;
-                    bytes += row.get::<_, i64>(0)?;
-                }
-            }
-        }
-        tx.commit()?;
-        self.apply(mailbox, -deleted, -bytes);
-        Ok(u64::try_from(deleted).unwrap_or(0))
+        Ok(SqliteStore {
+            conn,
+            usage,
+            flusher: Some(flusher),
+        })
     }
 
     fn apply(&mut self, mailbox: MailboxId, envelopes: i64, bytes: i64) {
@@ -389,6 +466,10 @@ impl SqliteStore {
 }
 
 impl RelayStore for SqliteStore {
+    fn take_flusher(&mut self) -> Option<Box<dyn Flusher>> {
+        self.flusher.take().map(|f| Box::new(f) as Box<dyn Flusher>)
+    }
+
     fn deposit_batch(
         &mut self,
         batch: &[NewEnvelope],
@@ -409,15 +490,15 @@ impl RelayStore for SqliteStore {
             }
             usage.envelopes += 1;
             usage.bytes = usage.bytes.saturating_add(len);
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO envelopes (mailbox, expires_at, len, bytes) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    &new.mailbox.0[..],
-                    time_sql(new.expires_at),
-                    i64::try_from(len).unwrap_or(i64::MAX),
-                    &new.bytes
-                ],
-            )?;
+            )?
+            .execute(params![
+                &new.mailbox.0[..],
+                time_sql(new.expires_at),
+                i64::try_from(len).unwrap_or(i64::MAX),
+                &new.bytes
+            ])?;
             let id = u64::try_from(tx.last_insert_rowid())
                 .map_err(|_| StoreError::Corrupt("negative envelope id".into()))?;
             outcomes.push(DepositOutcome::Stored(id));
@@ -468,13 +549,26 @@ impl RelayStore for SqliteStore {
     fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
         // A deletion need not reach the disk before we answer: if a crash
         // loses it, the envelope is fetched again and the recipient, which
-        // has recorded it, acknowledges it as a duplicate. So this commit
-        // skips the fsync; the next deposit's FULL commit syncs the WAL,
-        // this deletion included.
-        self.conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let result = self.ack_inner(mailbox, ids);
-        self.conn.execute_batch("PRAGMA synchronous = FULL")?;
-        result
+        // has recorded it, acknowledges it as a duplicate. The next flush
+        // makes it durable with whatever was deposited meanwhile.
+        let tx = self.conn.transaction()?;
+        let (mut deleted, mut bytes) = (0i64, 0i64);
+        {
+            let mut stmt = tx.prepare_cached(
+                "DELETE FROM envelopes WHERE id = ?1 AND mailbox = ?2 RETURNING len",
+            )?;
+            for id in ids {
+                let Ok(id) = i64::try_from(*id) else { continue };
+                let mut rows = stmt.query(params![id, &mailbox.0[..]])?;
+                while let Some(row) = rows.next()? {
+                    deleted += 1;
+                    bytes += row.get::<_, i64>(0)?;
+                }
+            }
+        }
+        tx.commit()?;
+        self.apply(mailbox, -deleted, -bytes);
+        Ok(u64::try_from(deleted).unwrap_or(0))
     }
 
     fn expire(&mut self, now: Timestamp) -> Result<u64, StoreError> {
