@@ -166,21 +166,43 @@ pub(crate) mod hex_text {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub(crate) fn encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        // A digit at a time into one allocation: attachments of the control
+        // API pass through here, kilobytes per message.
+        fn digit(nibble: u8) -> char {
+            char::from(if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            })
+        }
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for byte in bytes {
+            text.push(digit(byte >> 4));
+            text.push(digit(byte & 0x0f));
+        }
+        text
     }
 
     pub(crate) fn decode<E: Error>(text: &str) -> Result<Vec<u8>, E> {
+        fn nibble(c: u8) -> Option<u8> {
+            match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                b'A'..=b'F' => Some(c - b'A' + 10),
+                _ => None,
+            }
+        }
         if !text.len().is_multiple_of(2) {
             return Err(E::custom("hex text has an odd number of digits"));
         }
-        (0..text.len())
-            .step_by(2)
-            .map(|i| {
-                text.get(i..i + 2)
-                    .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-                    .ok_or_else(|| E::custom("not hex text"))
+        text.as_bytes()
+            .chunks_exact(2)
+            .map(|pair| match pair {
+                [high, low] => Some((nibble(*high)? << 4) | nibble(*low)?),
+                _ => None,
             })
-            .collect()
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| E::custom("not hex text"))
     }
 
     /// A byte string: `serde_bytes` on the wire, hex in JSON.
@@ -297,6 +319,22 @@ mod tests {
 
     impl Validate for Pair {
         fn validate(&self, _: &mut Validator) {}
+    }
+
+    #[test]
+    fn hex_text_round_trips_and_names_bad_input() {
+        let all: Vec<u8> = (0..=255).collect();
+        let text = hex_text::encode(&all);
+        assert_eq!(text.len(), 512);
+        assert!(text.starts_with("000102") && text.ends_with("fdfeff"));
+        let back: Result<Vec<u8>, serde_json::Error> = hex_text::decode(&text);
+        assert_eq!(back.unwrap(), all);
+        let upper: Result<Vec<u8>, serde_json::Error> = hex_text::decode("AbFF");
+        assert_eq!(upper.unwrap(), vec![0xab, 0xff]);
+        let odd: Result<Vec<u8>, serde_json::Error> = hex_text::decode("abc");
+        assert!(odd.unwrap_err().to_string().contains("odd number"));
+        let bad: Result<Vec<u8>, serde_json::Error> = hex_text::decode("zz");
+        assert!(bad.unwrap_err().to_string().contains("not hex"));
     }
 
     #[test]
