@@ -100,6 +100,9 @@ pub struct Store {
     /// Secrets were deleted (prekeys, purged exercise content) but the WAL
     /// could not yet be truncated: retried after every later commit.
     wipe_pending: bool,
+    /// The connection's `synchronous` setting is not known to be FULL (a
+    /// deferred transaction lowered it and could not raise it again).
+    sync_lowered: bool,
 }
 
 /// A read-only view of the store inside a transaction: every query.
@@ -179,6 +182,7 @@ impl Store {
             conn,
             path,
             wipe_pending: false,
+            sync_lowered: false,
         };
         schema::migrate(&mut store.conn)?;
         Ok(store)
@@ -201,6 +205,48 @@ impl Store {
     /// content), the WAL is checkpointed and truncated so the deleted bytes
     /// leave the disk files too (see [`Store::checkpoint`]).
     pub fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if self.sync_lowered {
+            self.set_synchronous(Synchronous::Full)?;
+        }
+        self.transaction_as_set(f)
+    }
+
+    /// [`Store::transaction`] without waiting for the disk: the commit is
+    /// written to the WAL but becomes durable only with the next synced
+    /// commit (whose fsync covers every earlier frame of the WAL) or
+    /// checkpoint. For changes whose loss in a crash is harmless and that
+    /// should not cost an fsync of their own: an outbox entry marked
+    /// delivered, say, which after a crash is delivered again and answered
+    /// by its recipient as a duplicate.
+    pub fn transaction_deferred<T>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.set_synchronous(Synchronous::Normal)?;
+        let result = self.transaction_as_set(f);
+        // Every other transaction must sync; if this fails, the next one
+        // retries before it begins.
+        let restored = self.set_synchronous(Synchronous::Full);
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
+    fn set_synchronous(&mut self, level: Synchronous) -> Result<(), StoreError> {
+        self.sync_lowered = true;
+        let sql = match level {
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        };
+        self.conn.prepare_cached(sql)?.execute([])?;
+        self.sync_lowered = level != Synchronous::Full;
+        Ok(())
+    }
+
+    fn transaction_as_set<T>(
         &mut self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -263,6 +309,15 @@ impl Store {
     pub fn wipe_pending(&self) -> bool {
         self.wipe_pending
     }
+}
+
+/// The two `synchronous` levels the store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    /// fsync the WAL at every commit.
+    Full,
+    /// fsync only at checkpoints (durable with the next FULL commit).
+    Normal,
 }
 
 impl Tx<'_> {
@@ -404,6 +459,32 @@ mod tests {
             pragma(&store, "application_id"),
             schema::APPLICATION_ID.to_string()
         );
+    }
+
+    #[test]
+    fn only_a_deferred_transaction_commits_without_fsync() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("deferred.db")).unwrap();
+        let level = |tx: &Tx<'_>| -> Result<i64, StoreError> {
+            Ok(tx
+                .conn()
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))?)
+        };
+        assert_eq!(store.transaction_deferred(|tx| level(tx)).unwrap(), 1);
+        assert_eq!(store.transaction(|tx| level(tx)).unwrap(), 2);
+        // A deferred transaction that fails restores FULL too.
+        let failed: Result<(), StoreError> =
+            store.transaction_deferred(|_| Err(StoreError::Invalid("no".into())));
+        assert!(failed.is_err());
+        assert_eq!(pragma(&store, "synchronous"), "2");
+        // If restoring failed, the next transaction sets FULL before it
+        // begins.
+        store
+            .conn
+            .execute_batch("PRAGMA synchronous = NORMAL")
+            .unwrap();
+        store.sync_lowered = true;
+        assert_eq!(store.transaction(|tx| level(tx)).unwrap(), 2);
     }
 }
 

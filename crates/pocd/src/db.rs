@@ -16,7 +16,14 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 256;
 
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Reply + Send>;
+type Work = Box<dyn FnOnce(&mut Tx<'_>) -> Reply + Send>;
+
+/// One caller's work, and whether its commit must reach the disk before the
+/// caller hears of it.
+struct Job {
+    work: Work,
+    synced: bool,
+}
 
 /// Why a database job failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +61,19 @@ impl Db {
                         }
                     }
                     let mut replies = Vec::with_capacity(batch.len());
-                    let commit = store.transaction(|tx| {
+                    // One job that needs the disk makes the batch synced.
+                    let synced = batch.iter().any(|job| job.synced);
+                    let work = |tx: &mut Tx<'_>| {
                         for job in batch.drain(..) {
-                            replies.push(job(tx));
+                            replies.push((job.work)(tx));
                         }
                         Ok(())
-                    });
+                    };
+                    let commit = if synced {
+                        store.transaction(work)
+                    } else {
+                        store.transaction_deferred(work)
+                    };
                     let commit = commit.map_err(|e: StoreError| e.to_string());
                     for reply in replies {
                         reply(commit.clone());
@@ -69,14 +83,36 @@ impl Db {
         Ok(Db { jobs })
     }
 
-    /// Runs `f` in the next transaction; returns once it is committed.
+    /// Runs `f` in the next transaction; returns once it is committed and
+    /// on disk.
     pub(crate) async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.submit(f, true).await
+    }
+
+    /// Runs `f` in the next transaction; returns once it is committed, but
+    /// its commit reaches the disk only with a later synced one (see
+    /// `Store::transaction_deferred`). Only for changes whose loss in a
+    /// crash is harmless, e.g. marking a delivery done: after a crash the
+    /// message is sent again and its recipient answers it as a duplicate.
+    pub(crate) async fn run_deferred<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(f, false).await
+    }
+
+    async fn submit<T, F>(&self, f: F, synced: bool) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (done, result) = oneshot::channel();
-        let job: Job = Box::new(move |tx| {
+        let work: Work = Box::new(move |tx| {
             let outcome = tx.savepoint(f);
             Box::new(move |commit: Result<(), String>| {
                 let _ = done.send(match (outcome, commit) {
@@ -86,7 +122,9 @@ impl Db {
                 });
             })
         });
-        self.jobs.send(job).map_err(|_| DbError::Closed)?;
+        self.jobs
+            .send(Job { work, synced })
+            .map_err(|_| DbError::Closed)?;
         result.await.map_err(|_| DbError::Closed)?
     }
 }

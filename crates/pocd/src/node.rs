@@ -838,9 +838,13 @@ impl Node {
         let attempts = delivery.attempts + 1;
         let retrying = matches!(result, Err(DeliveryError::Transient(_)));
         let outcome = match result {
+            // Deferred: the recipient holds the message durably now, and if a
+            // crash loses this mark the message is sent again and answered
+            // as a duplicate; an fsync of its own would hold up the store
+            // thread just as the receipt arrives.
             Ok(()) => {
                 self.db
-                    .run(move |tx| tx.outbox_mark_delivered(id, &via, now).map(|_| ()))
+                    .run_deferred(move |tx| tx.outbox_mark_delivered(id, &via, now).map(|_| ()))
                     .await
             }
             Err(DeliveryError::Refused(code)) => {
