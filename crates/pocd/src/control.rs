@@ -173,6 +173,11 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
         Request::DirectorySubmit { file } => {
             json(crate::directory_sync::submit(node, std::path::PathBuf::from(file)).await?)
         }
+        Request::RecordFollow {
+            after_seq,
+            limit,
+            wait_ms,
+        } => json(crate::follow::follow(&node.db, after_seq, limit, wait_ms).await?),
     }
 }
 
