@@ -380,35 +380,17 @@ fn main() -> anyhow::Result<()> {
         "warm-up: {} messages, concurrency 1",
         p.low_warmup
     ));
-    workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_warmup,
-        1,
-        true,
-    )?;
+    workload::run(&mut sender, &mut recipient, p.low_warmup, 1, true)?;
     progress(&format!(
         "latency: {} messages, concurrency 1",
         p.low_messages
     ));
-    let low = workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_messages,
-        1,
-        false,
-    )?;
+    let low = workload::run(&mut sender, &mut recipient, p.low_messages, 1, false)?;
     progress(&format!(
         "phases: {} messages, concurrency 1, following both daemons",
         p.low_messages
     ));
-    let phases = workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_messages,
-        1,
-        true,
-    )?;
+    let phases = workload::run(&mut sender, &mut recipient, p.low_messages, 1, true)?;
     let middle = measure_baselines(&p, &setup.sender.data_dir(), "between the runs")?;
     progress(&format!(
         "warm-up: {} messages, concurrency {}",

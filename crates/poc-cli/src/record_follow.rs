@@ -18,7 +18,11 @@ const WAIT_MS: u32 = 25_000;
 const PAGE: u32 = 1000;
 
 /// Follows the record until interrupted (or until pocd goes away: an error).
-pub(crate) fn follow(connection: &Connection, after: Option<u64>, json: bool) -> anyhow::Result<u8> {
+pub(crate) fn follow(
+    connection: &Connection,
+    after: Option<u64>,
+    json: bool,
+) -> anyhow::Result<u8> {
     let mut daemon = Daemon::connect(connection)?;
     let mut after_seq = match after {
         Some(seq) => seq,

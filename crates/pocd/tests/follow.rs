@@ -226,7 +226,10 @@ fn rejections_and_purges_wake_followers_too() {
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].seq, fra_head + 1);
     assert_eq!(rejected[0].event, "rejected");
-    assert_eq!(rejected[0].peer.as_ref().map(|p| p.as_str()), Some("EST.cert"));
+    assert_eq!(
+        rejected[0].peer.as_ref().map(|p| p.as_str()),
+        Some("EST.cert")
+    );
     assert!(rejected[0].detail.is_some());
 
     let waiting = follower(fra.socket.clone(), fra_head + 1, 1);
