@@ -37,7 +37,10 @@
 //! seen to follow the record without polling; entries are never missed or
 //! repeated that way. A waiting call holds no storage resources; it does
 //! hold its connection (one request at a time per connection), and the
-//! daemon's one-minute idle limit does not apply while it waits.
+//! daemon's one-minute idle limit does not apply while it waits. If the
+//! caller closes the connection (or only its sending side) while the call
+//! waits, the daemon answers at once with what is there, as with
+//! `wait_ms: 0`, and then closes the connection.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};

@@ -7,7 +7,7 @@
 //! resources (no job queued, no transaction, no statement), only its
 //! control connection and a watch receiver; the wait is bounded by
 //! [`poc_control::FOLLOW_MAX_WAIT_MS`], below the control socket's idle
-//! limit.
+//! limit, and ends at once if the caller hangs up (see `control::serve`).
 
 use std::time::Duration;
 

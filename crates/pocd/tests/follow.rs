@@ -302,3 +302,63 @@ fn poc_record_follow_prints_new_entries_and_stops_when_pocd_dies() {
     assert!(more.is_empty(), "nothing else printed: {more}");
     drop(fra);
 }
+
+#[test]
+fn a_follow_whose_caller_hangs_up_is_dropped_before_its_wait_is_over() {
+    use std::io::Write as _;
+    let (_cluster, est, fra) = two_nodes();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", est.child.id()))
+            .unwrap()
+            .count()
+    };
+    let at_head = head(&est);
+    let before = fds();
+    let mut line = serde_json::to_vec(&Request::RecordFollow {
+        after_seq: at_head,
+        limit: 10,
+        wait_ms: poc_control::FOLLOW_MAX_WAIT_MS,
+    })
+    .unwrap();
+    line.push(b'\n');
+    let sent = Instant::now();
+    let callers: Vec<_> = (0..40)
+        .map(|_| {
+            let mut stream = std::os::unix::net::UnixStream::connect(&est.socket).unwrap();
+            stream.write_all(&line).unwrap();
+            stream
+        })
+        .collect();
+    // (`before` may still count the connection `head` used.)
+    common::eventually("40 follows waiting", || {
+        (fds() >= before + 35).then_some(())
+    });
+    drop(callers);
+    // Their connections close as soon as the callers are gone, not when
+    // their 30 s waits end.
+    let closed = common::eventually("the abandoned follows' connections closed", || {
+        (fds() <= before + 5).then(Instant::now)
+    });
+    assert!(
+        closed.duration_since(sent) < Duration::from_secs(20),
+        "closed only after {:?}",
+        closed.duration_since(sent)
+    );
+    // A caller that only closes its sending side is answered at once with
+    // what is there (nothing new here), then the connection ends.
+    let mut caller = std::os::unix::net::UnixStream::connect(&est.socket).unwrap();
+    caller.write_all(&line).unwrap();
+    let asked = Instant::now();
+    caller.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut caller, &mut answer).unwrap();
+    assert_eq!(answer, "{\"ok\":[]}\n");
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        asked.elapsed()
+    );
+    // The node serves on.
+    assert_eq!(head(&est), at_head);
+    drop(fra);
+}
