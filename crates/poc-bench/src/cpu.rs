@@ -87,7 +87,7 @@ pub(crate) struct CpuUse {
     pub(crate) sender_ms: Option<f64>,
     /// Recipient daemon, CPU ms.
     pub(crate) recipient_ms: Option<f64>,
-    /// This tool (clients, poller), CPU ms.
+    /// This tool (clients, record followers), CPU ms.
     pub(crate) bench_ms: Option<f64>,
     /// Sender daemon CPU per message, µs.
     pub(crate) sender_us_per_message: Option<f64>,

@@ -13,7 +13,9 @@
 //! In the same run it measures the baselines the targets are stated
 //! against: a raw QUIC 4 KiB request/response round trip with poc-transport,
 //! the envelope crypto of a message and its receipt, and one 4 KiB fsync in
-//! the same file system. See BENCHMARKS.md ("Daemon") for the method.
+//! the same file system. Completions are seen through `RecordFollow` long
+//! polls on each watched daemon's control socket (see `workload`). See
+//! BENCHMARKS.md ("Daemon") for the method.
 //!
 //! ```sh
 //! cargo build --release -p pocd -p poc-bench && target/release/poc-bench [--json]
@@ -68,12 +70,6 @@ struct Args {
     /// Print one JSON document on stdout instead of the tables.
     #[arg(long)]
     json: bool,
-    /// Poll interval at concurrency 1, ms (the latency's resolution).
-    #[arg(long, default_value_t = 1.0)]
-    poll_ms_low: f64,
-    /// Poll interval at high concurrency, ms.
-    #[arg(long, default_value_t = 5.0)]
-    poll_ms_high: f64,
 }
 
 /// Counts used in this run.
@@ -85,23 +81,12 @@ struct Parameters {
     send_request_bytes: usize,
     low_messages: usize,
     low_warmup: usize,
-    low_poll_interval_ms: f64,
     high_concurrency: usize,
     high_messages: usize,
     high_warmup: usize,
-    high_poll_interval_ms: f64,
     quic_samples: usize,
     crypto_samples: usize,
     fsync_samples: usize,
-}
-
-/// A poll interval between 0 and 1 s, or `default` if not a number.
-fn interval_ms(ms: f64, default: f64) -> f64 {
-    if ms.is_finite() {
-        ms.clamp(0.0, 1000.0)
-    } else {
-        default
-    }
 }
 
 impl Parameters {
@@ -113,14 +98,12 @@ impl Parameters {
             send_request_bytes: workload::send_request_bytes()?,
             low_messages: args.messages.unwrap_or(if q { 10 } else { 200 }).max(1),
             low_warmup: if q { 3 } else { 20 },
-            low_poll_interval_ms: interval_ms(args.poll_ms_low, 1.0),
             high_concurrency: args.concurrency_high.max(1),
             high_messages: args
                 .high_messages
                 .unwrap_or(if q { 64 } else { 2000 })
                 .max(1),
             high_warmup: if q { 16 } else { 200 },
-            high_poll_interval_ms: interval_ms(args.poll_ms_high, 5.0),
             quic_samples: if q { 50 } else { 500 },
             crypto_samples: if q { 20 } else { 500 },
             fsync_samples: if q { 20 } else { 200 },
@@ -205,22 +188,18 @@ struct RunReport {
     concurrency: usize,
     elapsed_s: f64,
     delivered_per_s: f64,
-    /// Send accepted -> receipt recorded by the sender (midpoint of the
-    /// poll window in which the receipt became visible).
+    /// Send accepted -> the sender's `RecordFollow` answer showing the
+    /// receipt recorded (includes that answer's control-socket hop).
     latency: Summary,
-    /// Lower bounds of the same.
-    latency_lower: Summary,
-    /// Upper bounds of the same.
-    latency_upper: Summary,
-    /// Send accepted -> inquiry recorded by the recipient (only in the
-    /// phases run, which polls both daemons).
+    /// Send accepted -> the recipient's `RecordFollow` answer showing the
+    /// inquiry recorded (only in the phases run, which follows both daemons).
     to_recipient: Option<Summary>,
     /// The control API Send call (seal, record, queue, commit on the sender).
     send_call: Summary,
-    /// One poll of the sender's record.
-    poll_call: Summary,
-    poll_interval_ms: f64,
-    poll_bytes: u64,
+    /// `RecordFollow` calls the sender answered during the run.
+    follow_calls: u64,
+    /// Bytes of those answers.
+    follow_bytes: u64,
     early_completions: usize,
     /// CPU used by each process during the run.
     cpu: cpu::CpuUse,
@@ -234,13 +213,10 @@ impl From<&Run> for RunReport {
             elapsed_s: run.elapsed.as_secs_f64(),
             delivered_per_s: run.throughput(),
             latency: run.latency.clone(),
-            latency_lower: run.latency_lower.clone(),
-            latency_upper: run.latency_upper.clone(),
             to_recipient: run.to_recipient.clone(),
             send_call: run.send_call.clone(),
-            poll_call: run.poll_call.clone(),
-            poll_interval_ms: run.poll_interval.as_secs_f64() * 1e3,
-            poll_bytes: run.poll_bytes,
+            follow_calls: run.follow_calls,
+            follow_bytes: run.follow_bytes,
             early_completions: run.early,
             cpu: run.cpu.clone(),
         }
@@ -253,8 +229,6 @@ struct LatencyTarget {
     baseline_us: f64,
     baseline: &'static str,
     ratio: f64,
-    /// Ratio with the lower and upper bounds of the median instead.
-    ratio_bounds: [f64; 2],
     max_ratio: f64,
     met: bool,
 }
@@ -281,9 +255,9 @@ struct OutboxReport {
     recipient: OutboxHealth,
 }
 
-/// Costs of the control API views that rebuild every thread from the
-/// record (why this tool tails the record instead), measured once on the
-/// sender after the runs.
+/// Costs of the control API views that list every thread or outbox entry
+/// (why this tool follows the record instead), measured once on the sender
+/// after the runs.
 #[derive(Debug, Clone, Serialize)]
 struct Views {
     /// Record entries on the sender at that point.
@@ -317,7 +291,7 @@ struct Report {
     parameters: Parameters,
     baselines: Baselines,
     concurrency_1: RunReport,
-    /// A second concurrency-1 run polling both daemons, to split the latency.
+    /// A second concurrency-1 run following both daemons, to split the latency.
     concurrency_1_phases: RunReport,
     concurrency_high: RunReport,
     targets: Targets,
@@ -349,10 +323,6 @@ fn targets(nproc: usize, baselines: &Baselines, low: &Run, high: &Run) -> Target
             baseline_us,
             baseline: "median raw QUIC round trip + median crypto (seal+open of message and receipt) + median fsync",
             ratio: latency_ratio,
-            ratio_bounds: [
-                low.latency_lower.median_us / baseline_us,
-                low.latency_upper.median_us / baseline_us,
-            ],
             max_ratio: LATENCY_MAX_RATIO,
             met: latency_ratio <= LATENCY_MAX_RATIO,
         },
@@ -406,44 +376,21 @@ fn main() -> anyhow::Result<()> {
         sender.pid, recipient.pid
     ));
 
-    let low_interval = Duration::from_secs_f64(p.low_poll_interval_ms / 1e3);
-    let high_interval = Duration::from_secs_f64(p.high_poll_interval_ms / 1e3);
     progress(&format!(
         "warm-up: {} messages, concurrency 1",
         p.low_warmup
     ));
-    workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_warmup,
-        1,
-        low_interval,
-        true,
-    )?;
+    workload::run(&mut sender, &mut recipient, p.low_warmup, 1, true)?;
     progress(&format!(
         "latency: {} messages, concurrency 1",
         p.low_messages
     ));
-    let low = workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_messages,
-        1,
-        low_interval,
-        false,
-    )?;
+    let low = workload::run(&mut sender, &mut recipient, p.low_messages, 1, false)?;
     progress(&format!(
-        "phases: {} messages, concurrency 1, polling both daemons",
+        "phases: {} messages, concurrency 1, following both daemons",
         p.low_messages
     ));
-    let phases = workload::run(
-        &mut sender,
-        &mut recipient,
-        p.low_messages,
-        1,
-        low_interval,
-        true,
-    )?;
+    let phases = workload::run(&mut sender, &mut recipient, p.low_messages, 1, true)?;
     let middle = measure_baselines(&p, &setup.sender.data_dir(), "between the runs")?;
     progress(&format!(
         "warm-up: {} messages, concurrency {}",
@@ -454,7 +401,6 @@ fn main() -> anyhow::Result<()> {
         &mut recipient,
         p.high_warmup,
         p.high_concurrency,
-        high_interval,
         false,
     )?;
     progress(&format!(
@@ -466,7 +412,6 @@ fn main() -> anyhow::Result<()> {
         &mut recipient,
         p.high_messages,
         p.high_concurrency,
-        high_interval,
         false,
     )?;
     let outbox = outbox_report(&sender, &recipient)?;
@@ -481,7 +426,7 @@ fn main() -> anyhow::Result<()> {
     let kept_dir = args.keep.then(|| setup.keep().display().to_string());
     let report = Report {
         tool: "poc-bench",
-        schema: 1,
+        schema: 2,
         machine,
         parameters: p,
         baselines,
@@ -602,8 +547,6 @@ fn human(r: &Report) -> String {
     out += "| measurement | median | p25 | p75 | p99 | samples |\n| --- | ---: | ---: | ---: | ---: | ---: |\n";
     out += &row("c=1: send call (control API)", &low.send_call);
     out += &row("**c=1: accepted -> receipt recorded**", &low.latency);
-    out += &row("c=1: same, lower bounds", &low.latency_lower);
-    out += &row("c=1: same, upper bounds", &low.latency_upper);
     if let Some(to) = &phases.to_recipient {
         out += &row("c=1 (phases run): accepted -> recorded by recipient", to);
     }
@@ -619,14 +562,17 @@ fn human(r: &Report) -> String {
         &format!("c={}: accepted -> receipt recorded", high.concurrency),
         &high.latency,
     );
-    out += &row("c=1: one poll of the record", &low.poll_call);
     out += &format!(
         "\nThroughput at concurrency {}: {} messages in {:.3} s = **{:.1} delivered messages/s**\n",
         high.concurrency, high.messages, high.elapsed_s, high.delivered_per_s
     );
     out += &format!(
-        "(concurrency 1: {:.1} messages/s; polls every {} ms / {} ms)\n",
-        low.delivered_per_s, low.poll_interval_ms, high.poll_interval_ms
+        "(concurrency 1: {:.1} messages/s; completions seen through RecordFollow long polls: {} / {} calls answered by the sender, {:.0} / {:.0} bytes per message)\n",
+        low.delivered_per_s,
+        low.follow_calls,
+        high.follow_calls,
+        low.follow_bytes as f64 / low.messages.max(1) as f64,
+        high.follow_bytes as f64 / high.messages.max(1) as f64
     );
     for run in [low, high] {
         out += &cpu_line(run);
@@ -636,12 +582,10 @@ fn human(r: &Report) -> String {
     let tt = &r.targets.throughput;
     out += "| target | measured | baseline | ratio | limit | |\n| --- | ---: | ---: | ---: | ---: | --- |\n";
     out += &format!(
-        "| median latency, c=1 | {} | {} | {:.2}x ({:.2}-{:.2}) | <= {:.1}x | {} |\n",
+        "| median latency, c=1 | {} | {} | {:.2}x | <= {:.1}x | {} |\n",
         t(lt.measured_median_us),
         t(lt.baseline_us),
         lt.ratio,
-        lt.ratio_bounds[0],
-        lt.ratio_bounds[1],
         lt.max_ratio,
         met(lt.met)
     );

@@ -1,21 +1,28 @@
 //! The workload: 4 KiB inquiries sent through the sender's control API, each
 //! followed until its neutral receipt is in the sender's record.
 //!
-//! Completion is detected by tailing the sender's record with
-//! `Request::RecordExport { after_seq }`: one call per poll cycle returns
-//! only the entries appended since the previous one, so a poll costs the
-//! same whatever the size of the record. (`Inbox`, `Thread` and `Outbox`
-//! rebuild or list everything on every call, on the daemon's single store
-//! thread; see the Daemon section of BENCHMARKS.md.) A message is
-//! complete when a `received` entry of kind `receipt` on its thread appears;
-//! the entry was committed after the previous poll started (it was not in
-//! that answer) and before this poll's answer arrived. Each completion is
-//! therefore known within a window of about one poll interval plus one poll
-//! call; the latency reported is the window's midpoint, with both bounds
-//! reported as well.
+//! Completion is detected with `Request::RecordFollow` long polls: one call
+//! outstanding per watched daemon, held by the daemon until a commit
+//! appends to its record, answered with compact entry summaries (no
+//! envelope or content bytes), and re-issued at once with the last seq
+//! seen. A message is complete when a `received` entry of kind `receipt` on
+//! its thread arrives from the sender; in the phases run, a `received`
+//! `inquiry` entry arriving from the recipient marks "recorded by the
+//! recipient".
+//!
+//! The time of a completion is the instant the follow call's answer was
+//! read here, so each figure includes, after the commit itself, the
+//! control-socket hop of that answer: the daemon's waiting control task
+//! wakes on the new record head, reads the summaries on the store thread
+//! (queued behind any transaction already running there, which matters
+//! under load rather than at concurrency 1), writes one JSON line on the
+//! Unix socket, and this tool's follower thread reads it. There is no poll
+//! window any more: the figure is measured, not bracketed, but it is later
+//! than the commit by that hop.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,7 +44,7 @@ use crate::stats::Summary;
 /// How long one message may take before the run is declared failed.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The fields of a record entry this tool needs (the rest is skipped).
+/// The fields of a record summary this tool needs (the rest is skipped).
 #[derive(Debug, Deserialize)]
 struct Entry {
     seq: u64,
@@ -54,127 +61,115 @@ enum Answer {
     Error(ApiError),
 }
 
-/// Page size of the record tail.
-const PAGE: u32 = 1000;
+/// Entries per follow call.
+const PAGE: u32 = poc_control::FOLLOW_MAX_LIMIT;
 
-/// Follows a daemon's record from a starting point, through the control
-/// socket (JSON lines, as `poc_control::Client` speaks them, but decoding
-/// only the fields needed, without an intermediate `serde_json::Value`).
-struct RecordTail {
+/// How long the daemon holds a follow call with nothing new. At the end of
+/// a run the follower's connection is shut down, so this does not delay it.
+const WAIT_MS: u32 = 10_000;
+
+/// Follows a daemon's record from a starting point with long polls on the
+/// control socket (JSON lines, as `poc_control::Client` speaks them, but
+/// decoding only the fields needed, without an intermediate
+/// `serde_json::Value`).
+struct RecordFollower {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
     after: u64,
     line: String,
     /// Bytes of answers read.
     bytes: u64,
-    /// Duration of every poll (all its pages).
-    polls: Vec<Duration>,
-    /// When the previous poll was sent: entries new in this poll were
-    /// committed after it.
-    previous: Instant,
+    /// Follow calls answered.
+    calls: u64,
 }
 
-/// When a record entry became visible: after `after`, by `by`.
-#[derive(Debug, Clone, Copy)]
-struct Seen {
-    after: Instant,
-    by: Instant,
-}
-
-impl Seen {
-    /// The bounds and midpoint of the time from `start` to the commit.
-    fn since(self, start: Instant) -> (Duration, Duration, Duration) {
-        let lower = self.after.max(start) - start;
-        let upper = self.by.saturating_duration_since(start).max(lower);
-        (lower, lower + (upper - lower) / 2, upper)
-    }
-}
-
-impl RecordTail {
-    /// Connects and skips everything already in the record.
-    fn at_end(socket: &Path) -> anyhow::Result<RecordTail> {
+impl RecordFollower {
+    /// Connects and skips everything already in the record (paging through
+    /// it without waiting).
+    fn at_end(socket: &Path) -> anyhow::Result<RecordFollower> {
         let stream = UnixStream::connect(socket)
             .with_context(|| format!("cannot connect to {}", socket.display()))?;
         let writer = stream.try_clone()?;
-        let mut tail = RecordTail {
+        let mut follower = RecordFollower {
             reader: BufReader::new(stream),
             writer,
             after: 0,
             line: String::new(),
             bytes: 0,
-            polls: Vec::new(),
-            previous: Instant::now(),
+            calls: 0,
         };
-        tail.poll()?;
-        tail.polls.clear();
-        tail.bytes = 0;
-        Ok(tail)
+        while follower.call(0)?.0.len() >= PAGE as usize {}
+        follower.bytes = 0;
+        follower.calls = 0;
+        Ok(follower)
     }
 
-    /// The entries appended since the last call, and when they became visible.
-    fn poll(&mut self) -> anyhow::Result<(Vec<Entry>, Seen)> {
-        let start = Instant::now();
-        let mut all = Vec::new();
-        loop {
-            let request = Request::RecordExport {
-                after_seq: self.after,
-                limit: PAGE,
-            };
-            let mut out = serde_json::to_vec(&request)?;
-            out.push(b'\n');
-            self.writer.write_all(&out)?;
-            self.line.clear();
-            let n = self.reader.read_line(&mut self.line)?;
-            if n == 0 {
-                bail!("pocd closed the control connection");
-            }
-            self.bytes += n as u64;
-            let page = match serde_json::from_str::<Answer>(&self.line)? {
-                Answer::Ok(page) => page,
-                Answer::Error(e) => bail!("record export refused: {e}"),
-            };
-            let full = page.len() >= PAGE as usize;
-            if let Some(last) = page.last() {
-                self.after = last.seq;
-            }
-            all.extend(page);
-            if !full {
-                break;
-            }
-        }
-        let seen = Seen {
-            after: self.previous,
-            by: Instant::now(),
+    /// A handle that ends a waiting call (shut it down once the run is over).
+    fn stopper(&self) -> anyhow::Result<UnixStream> {
+        Ok(self.writer.try_clone()?)
+    }
+
+    /// The entries appended after the last call's, waiting up to `wait_ms`
+    /// for the first; with the instant the answer arrived.
+    fn call(&mut self, wait_ms: u32) -> anyhow::Result<(Vec<Entry>, Instant)> {
+        let request = Request::RecordFollow {
+            after_seq: self.after,
+            limit: PAGE,
+            wait_ms,
         };
-        self.previous = start;
-        self.polls.push(seen.by - start);
-        Ok((all, seen))
+        let mut out = serde_json::to_vec(&request)?;
+        out.push(b'\n');
+        self.writer.write_all(&out)?;
+        self.line.clear();
+        let n = self.reader.read_line(&mut self.line)?;
+        let arrived = Instant::now();
+        if n == 0 {
+            bail!("pocd closed the control connection");
+        }
+        self.bytes += n as u64;
+        self.calls += 1;
+        let page = match serde_json::from_str::<Answer>(&self.line)? {
+            Answer::Ok(page) => page,
+            Answer::Error(e) => bail!("record follow refused: {e}"),
+        };
+        if let Some(last) = page.last() {
+            self.after = last.seq;
+        }
+        Ok((page, arrived))
     }
 }
 
-/// What the poller knows about threads.
+/// What the followers know about threads.
 #[derive(Default)]
 struct Tracking {
     /// Workers waiting for their thread's receipt.
-    waiting: HashMap<ThreadId, mpsc::SyncSender<Seen>>,
+    waiting: HashMap<ThreadId, mpsc::SyncSender<Instant>>,
     /// Receipts seen before their sender registered (the send call had not
     /// returned to the worker yet).
-    early: HashMap<ThreadId, Seen>,
+    early: HashMap<ThreadId, Instant>,
     /// When the recipient's record was seen holding the inquiry.
-    at_recipient: HashMap<ThreadId, Seen>,
+    at_recipient: HashMap<ThreadId, Instant>,
+}
+
+/// The entries a follower looks for.
+#[derive(Debug, Clone, Copy)]
+enum Watch {
+    /// On the sender: receipts recorded (completions).
+    Receipts,
+    /// On the recipient: inquiries recorded.
+    Inquiries,
 }
 
 /// One message's timings.
 struct Sample {
+    /// Its thread.
+    thread: ThreadId,
+    /// When the send call returned.
+    accepted: Instant,
     /// Send call (control API round trip: seal, record, queue, commit).
     send_call: Duration,
-    /// Send accepted -> receipt recorded by the sender: lower bound,
-    /// midpoint, upper bound.
-    latency: (Duration, Duration, Duration),
-    /// Send accepted -> inquiry recorded by the recipient (midpoint), if watched.
-    to_recipient: Option<Duration>,
-    /// When the receipt was seen.
-    done: Seen,
+    /// When the answer showing the receipt recorded by the sender arrived.
+    done: Instant,
     /// The receipt was seen before the send call returned to the worker.
     early: bool,
 }
@@ -186,26 +181,20 @@ pub(crate) struct Run {
     pub(crate) messages: usize,
     /// Messages kept in flight.
     pub(crate) concurrency: usize,
-    /// First send issued -> last receipt recorded (midpoint estimate).
+    /// First send issued -> last receipt seen recorded.
     pub(crate) elapsed: Duration,
-    /// Per message: send accepted -> receipt recorded by the sender
-    /// (midpoint of the window in which it became visible).
+    /// Per message: send accepted -> the sender's follow answer showing
+    /// the receipt recorded.
     pub(crate) latency: Summary,
-    /// The same, lower bounds (recorded after the previous poll started).
-    pub(crate) latency_lower: Summary,
-    /// The same, upper bounds (when the poll that showed it returned).
-    pub(crate) latency_upper: Summary,
-    /// Per message: send accepted -> inquiry recorded by the recipient
-    /// (only when the recipient was watched too).
+    /// Per message: send accepted -> the recipient's follow answer showing
+    /// the inquiry recorded (only when the recipient was followed too).
     pub(crate) to_recipient: Option<Summary>,
     /// Per message: the control API's Send call.
     pub(crate) send_call: Summary,
-    /// Per poll cycle: the record export call(s) on the sender.
-    pub(crate) poll_call: Summary,
-    /// Poll interval.
-    pub(crate) poll_interval: Duration,
-    /// Bytes the sender's record export returned.
-    pub(crate) poll_bytes: u64,
+    /// Follow calls answered by the sender during the run.
+    pub(crate) follow_calls: u64,
+    /// Bytes those answers carried.
+    pub(crate) follow_bytes: u64,
     /// Receipts seen before the send call had returned.
     pub(crate) early: usize,
     /// CPU used during the run.
@@ -271,16 +260,10 @@ fn worker(
                 )
             })?,
         };
-        let to_recipient = tracking
-            .lock()
-            .map_err(|_| anyhow!("poisoned"))?
-            .at_recipient
-            .remove(&thread)
-            .map(|seen| seen.since(accepted_at).1);
         samples.push(Sample {
+            thread,
+            accepted: accepted_at,
             send_call: accepted_at - start,
-            latency: done_at.since(accepted_at),
-            to_recipient,
             done: done_at,
             early: early.is_some(),
         });
@@ -288,61 +271,55 @@ fn worker(
     Ok(samples)
 }
 
-/// Polls the sender's record (and the recipient's, if given) every
-/// `interval` until `stop`; returns the sender tail's statistics.
-fn poller(
-    mut sender: RecordTail,
-    mut recipient: Option<RecordTail>,
-    interval: Duration,
+/// Follows one daemon's record until `stop` (when the run's end shuts its
+/// connection down), stamping the entries `watch` looks for.
+fn follow(
+    mut follower: RecordFollower,
+    watch: Watch,
     tracking: &Mutex<Tracking>,
     stop: &AtomicBool,
-) -> anyhow::Result<RecordTail> {
+) -> anyhow::Result<RecordFollower> {
     while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(interval);
-        // The recipient first: its record of the inquiry precedes the receipt.
-        if let Some(recipient) = &mut recipient {
-            let (entries, seen) = recipient.poll()?;
-            let mut t = tracking.lock().map_err(|_| anyhow!("poisoned"))?;
-            for e in entries {
-                if e.event == "received"
-                    && e.kind.as_deref() == Some("inquiry")
-                    && let Some(thread) = e.thread_id
-                {
-                    t.at_recipient.insert(thread, seen);
-                }
-            }
-        }
-        let (entries, seen) = sender.poll()?;
+        let (entries, arrived) = match follower.call(WAIT_MS) {
+            Ok(answer) => answer,
+            // The run is over and the connection was shut down under the call.
+            Err(_) if stop.load(Ordering::Relaxed) => break,
+            Err(e) => return Err(e),
+        };
         let mut t = tracking.lock().map_err(|_| anyhow!("poisoned"))?;
         for e in entries {
-            if e.event == "received"
-                && e.kind.as_deref() == Some("receipt")
-                && let Some(thread) = e.thread_id
-            {
-                match t.waiting.remove(&thread) {
+            let Some(thread) = e.thread_id else { continue };
+            if e.event != "received" {
+                continue;
+            }
+            match (watch, e.kind.as_deref()) {
+                (Watch::Inquiries, Some("inquiry")) => {
+                    t.at_recipient.insert(thread, arrived);
+                }
+                (Watch::Receipts, Some("receipt")) => match t.waiting.remove(&thread) {
                     Some(done) => {
-                        let _ = done.send(seen);
+                        let _ = done.send(arrived);
                     }
                     None => {
-                        t.early.insert(thread, seen);
+                        t.early.insert(thread, arrived);
                     }
-                }
+                },
+                _ => {}
             }
         }
     }
-    Ok(sender)
+    Ok(follower)
 }
 
 /// Sends `count` inquiries from `sender` to the recipient with
-/// `concurrency` in flight, each waiting for its receipt; polls every
-/// `interval`; with `watch_recipient`, also stamps when the recipient
-/// recorded each inquiry.
+/// `concurrency` in flight, each waiting for its receipt, following the
+/// sender's record; with `watch_recipient`, also follows the recipient's to
+/// stamp when it recorded each inquiry.
 pub(crate) fn run(
     sender: &mut Daemon,
     recipient: &mut Daemon,
     count: usize,
     concurrency: usize,
-    interval: Duration,
     watch_recipient: bool,
 ) -> anyhow::Result<Run> {
     let concurrency = concurrency.clamp(1, count.max(1));
@@ -350,30 +327,41 @@ pub(crate) fn run(
     let tracking = Mutex::new(Tracking::default());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let sender_tail = RecordTail::at_end(sender.socket())?;
-    let recipient_tail = if watch_recipient {
-        Some(RecordTail::at_end(recipient.socket())?)
-    } else {
-        None
-    };
+    let mut followers = vec![(RecordFollower::at_end(sender.socket())?, Watch::Receipts)];
+    if watch_recipient {
+        followers.push((
+            RecordFollower::at_end(recipient.socket())?,
+            Watch::Inquiries,
+        ));
+    }
+    let stoppers = followers
+        .iter()
+        .map(|(f, _)| f.stopper())
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = (0..concurrency)
         .map(|_| sender.client())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let barrier = Arc::new(Barrier::new(concurrency + 1));
     let (sender_pid, recipient_pid) = (sender.pid, recipient.pid);
-    let (results, tail, start, cpu) = std::thread::scope(|scope| {
-        let poll = scope.spawn(|| {
-            let result = poller(sender_tail, recipient_tail, interval, &tracking, &stop);
-            if result.is_err() {
-                stop.store(true, Ordering::Relaxed);
-            }
-            result
-        });
+    let (results, followed, start, cpu) = std::thread::scope(|scope| {
+        let (tracking, stop) = (&tracking, &stop);
+        let follow_threads: Vec<_> = followers
+            .into_iter()
+            .map(|(follower, watch)| {
+                scope.spawn(move || {
+                    let result = follow(follower, watch, tracking, stop);
+                    if result.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+            })
+            .collect();
         let workers: Vec<_> = clients
             .into_iter()
             .map(|client| {
                 let barrier = barrier.clone();
-                let (request, tracking, next, stop) = (&request, &tracking, &next, &stop);
+                let (request, next) = (&request, &next);
                 scope.spawn(move || {
                     barrier.wait();
                     let result = worker(client, request, tracking, next, count, stop);
@@ -395,20 +383,47 @@ pub(crate) fn run(
             })
             .collect();
         let after = Snapshot::take(sender_pid, recipient_pid);
+        if watch_recipient {
+            // Every inquiry was recorded by the recipient before its receipt
+            // was sent; let that follower's last answer arrive before its
+            // connection is shut down.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !stop.load(Ordering::Relaxed)
+                && Instant::now() < deadline
+                && tracking.lock().map_or(0, |t| t.at_recipient.len()) < count
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         stop.store(true, Ordering::Relaxed);
-        let tail = poll
-            .join()
-            .unwrap_or_else(|_| Err(anyhow!("the poller thread panicked")));
+        for stopper in &stoppers {
+            // Ends the call each follower is waiting in.
+            let _ = stopper.shutdown(Shutdown::Both);
+        }
+        let followed: Vec<_> = follow_threads
+            .into_iter()
+            .map(|f| {
+                f.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a follower thread panicked")))
+            })
+            .collect();
         (
             results,
-            tail,
+            followed,
             start,
             CpuUse::between(&before, &after, count),
         )
     });
     sender.check_alive()?;
     recipient.check_alive()?;
-    let tail = tail.context("polling the sender's record failed")?;
+    let mut followed = followed.into_iter();
+    let sender_follower = followed
+        .next()
+        .ok_or_else(|| anyhow!("no follower of the sender"))?
+        .context("following the sender's record failed")?;
+    if let Some(recipient_follower) = followed.next() {
+        recipient_follower.context("following the recipient's record failed")?;
+    }
     let mut samples = Vec::with_capacity(count);
     for result in results {
         samples.extend(result?);
@@ -416,27 +431,37 @@ pub(crate) fn run(
     if samples.len() != count {
         bail!("{} of {count} messages completed", samples.len());
     }
-    // The last completion (midpoint of its window) ends the run.
-    let end = samples
+    let tracking = tracking.into_inner().map_err(|_| anyhow!("poisoned"))?;
+    // The recipient's follower may report an inquiry after the sender's
+    // reported its receipt (two threads): matched only now, after both ended.
+    let to_recipient: Vec<_> = samples
         .iter()
-        .map(|s| s.done.after + (s.done.by.saturating_duration_since(s.done.after)) / 2)
-        .max()
-        .unwrap_or(start);
-    let pick = |f: fn(&Sample) -> Duration| samples.iter().map(f).collect::<Vec<_>>();
+        .filter_map(|s| {
+            let at = tracking.at_recipient.get(&s.thread)?;
+            Some(at.saturating_duration_since(s.accepted))
+        })
+        .collect();
+    if watch_recipient && to_recipient.len() != count {
+        bail!(
+            "the recipient's record showed {} of {count} inquiries",
+            to_recipient.len()
+        );
+    }
+    let end = samples.iter().map(|s| s.done).max().unwrap_or(start);
+    let latencies: Vec<_> = samples
+        .iter()
+        .map(|s| s.done.saturating_duration_since(s.accepted))
+        .collect();
     let sends: Vec<_> = samples.iter().map(|s| s.send_call).collect();
-    let to_recipient: Vec<_> = samples.iter().filter_map(|s| s.to_recipient).collect();
     Ok(Run {
         messages: count,
         concurrency,
         elapsed: end.saturating_duration_since(start),
-        latency: Summary::of(&pick(|s| s.latency.1)),
-        latency_lower: Summary::of(&pick(|s| s.latency.0)),
-        latency_upper: Summary::of(&pick(|s| s.latency.2)),
+        latency: Summary::of(&latencies),
         to_recipient: watch_recipient.then(|| Summary::of(&to_recipient)),
         send_call: Summary::of(&sends),
-        poll_call: Summary::of(&tail.polls),
-        poll_interval: interval,
-        poll_bytes: tail.bytes,
+        follow_calls: sender_follower.calls,
+        follow_bytes: sender_follower.bytes,
         early: samples.iter().filter(|s| s.early).count(),
         cpu,
     })

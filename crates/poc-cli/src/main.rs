@@ -26,6 +26,7 @@ mod exercise;
 mod fail;
 mod interop;
 mod parse;
+mod record_follow;
 mod render;
 mod rng;
 mod state_entry;
@@ -131,6 +132,21 @@ enum RecordCommand {
     Verify(JsonFlag),
     /// Every record entry as JSON lines on standard output.
     Export,
+    /// Print record entries as they are committed, one line each, until
+    /// interrupted (Ctrl-C); exits with an error if pocd goes away.
+    Follow(FollowArgs),
+}
+
+#[derive(Debug, Args)]
+struct FollowArgs {
+    /// Start after this entry (0: the whole record first) [default: the
+    /// record's current last entry, so only new entries are printed].
+    #[arg(long, value_name = "SEQ")]
+    after: Option<u64>,
+    /// One JSON object per line (seq, at, event, peer, message_id,
+    /// thread_id, kind, exercise, detail, purged, entry_hash) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -511,6 +527,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Record { command } => match command {
             RecordCommand::Verify(f) => daemon::record_verify(&connection, f.json),
             RecordCommand::Export => daemon::record_export(&connection),
+            RecordCommand::Follow(a) => record_follow::follow(&connection, a.after, a.json),
         },
         Command::Exercise { command } => exercise::run(&connection, command),
         Command::Ping { command } => directory_cmd::ping(&connection, command),

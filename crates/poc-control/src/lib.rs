@@ -24,6 +24,23 @@
 //! ping reply; `{"DirectorySubmit": {"file": "/abs/EST.cert.entry"}}` sends
 //! a State-signed entry to the directory service and answers its
 //! confirmation (a string).
+//!
+//! Following the record live:
+//! `{"op": "record_follow", "after_seq": 41, "limit": 1000, "wait_ms": 25000}`
+//! answers the [`RecordSummaryView`]s of the entries after `after_seq` (at
+//! most `limit`, clamped to 1..=[`FOLLOW_MAX_LIMIT`]). If there are none
+//! yet, the daemon holds the answer until a commit appends to the record,
+//! for at most `wait_ms` (clamped to [`FOLLOW_MAX_WAIT_MS`]), then answers
+//! what was appended, or `[]` if nothing was. Summaries leave out the
+//! envelope and content bytes (use `RecordExport` for those), so a follower
+//! costs the daemon little per entry. Re-issue the call with the last seq
+//! seen to follow the record without polling; entries are never missed or
+//! repeated that way. A waiting call holds no storage resources; it does
+//! hold its connection (one request at a time per connection), and the
+//! daemon's one-minute idle limit does not apply while it waits. If the
+//! caller closes the connection (or only its sending side) while the call
+//! waits, the daemon answers at once with what is there, as with
+//! `wait_ms: 0`, and then closes the connection.
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +50,12 @@ use std::path::Path;
 use poc_proto::message::{ExerciseId, Handling, Language};
 use poc_proto::{Body, MessageId, PocId, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
+
+/// Longest a [`Request::RecordFollow`] waits for new entries, in ms.
+pub const FOLLOW_MAX_WAIT_MS: u32 = 30_000;
+
+/// Most entries one [`Request::RecordFollow`] answers.
+pub const FOLLOW_MAX_LIMIT: u32 = 1000;
 
 /// Largest request line the daemon reads (a message with attachments).
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
@@ -92,6 +115,18 @@ pub enum Request {
     DirectorySubmit {
         /// The submission file (from `poc state sign-entry`), an absolute path.
         file: String,
+    },
+    /// The [`RecordSummaryView`]s of the entries after `after_seq`, waiting
+    /// up to `wait_ms` for the next commit that appends to the record if
+    /// there are none yet (a long poll; see the crate documentation).
+    RecordFollow {
+        /// Exclusive lower bound: the last seq already seen (0 for all).
+        after_seq: u64,
+        /// Most entries to answer (clamped to 1..=[`FOLLOW_MAX_LIMIT`]).
+        limit: u32,
+        /// Longest wait for a new entry, in ms (clamped to
+        /// [`FOLLOW_MAX_WAIT_MS`]; 0 answers at once).
+        wait_ms: u32,
     },
 }
 
@@ -423,6 +458,34 @@ pub struct RecordEntryView {
     pub envelope_hex: Option<String>,
     /// Signed content bytes, hex.
     pub content_hex: Option<String>,
+    /// Chain hash (hex).
+    pub entry_hash: String,
+}
+
+/// A record entry in brief, as [`Request::RecordFollow`] answers it: the
+/// fields of [`RecordEntryView`] without the envelope and content bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSummaryView {
+    /// Sequence.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// `sent`, `received`, `rejected`, `purge`, `note`.
+    pub event: String,
+    /// Other party: recipient of a sent message, sender of a received one.
+    pub peer: Option<PocId>,
+    /// Message id.
+    pub message_id: Option<MessageId>,
+    /// Thread.
+    pub thread_id: Option<ThreadId>,
+    /// Message kind (`inquiry`, `receipt`, ...).
+    pub kind: Option<String>,
+    /// Exercise.
+    pub exercise: Option<String>,
+    /// Rejection reason or note (none once purged).
+    pub detail: Option<String>,
+    /// Whether an exercise purge removed the entry's payload.
+    pub purged: bool,
     /// Chain hash (hex).
     pub entry_hash: String,
 }

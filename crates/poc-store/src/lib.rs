@@ -80,7 +80,7 @@ pub use error::StoreError;
 pub use outbox::{NewOutboxItem, OutboxId, OutboxItem, OutboxStatus};
 pub use record::{
     GENESIS_PREV_HASH, NewEntry, ProblemKind, RecordEntry, RecordEvent, RecordHead, RecordProblem,
-    VerifyReport, entry_hash,
+    RecordSummary, VerifyReport, entry_hash,
 };
 pub use schema::SCHEMA_VERSION;
 pub use snapshot::StoredSnapshot;
@@ -120,6 +120,8 @@ pub struct Reader<'a> {
 pub struct Tx<'a> {
     reader: Reader<'a>,
     wipe: bool,
+    /// Seq of the last record entry appended (and not rolled back).
+    appended: Option<u64>,
 }
 
 impl<'a> Deref for Tx<'a> {
@@ -256,6 +258,7 @@ impl Store {
         let mut tx = Tx {
             reader: Reader { conn: &sqlite_tx },
             wipe: false,
+            appended: None,
         };
         let result = f(&mut tx);
         let wipe = tx.wipe;
@@ -335,12 +338,15 @@ impl Tx<'_> {
             Ok(())
         };
         run(self, "SAVEPOINT poc_store_item")?;
+        let appended = self.appended;
         match f(self) {
             Ok(value) => {
                 run(self, "RELEASE poc_store_item")?;
                 Ok(value)
             }
             Err(error) => {
+                // Its appends are undone with it.
+                self.appended = appended;
                 run(self, "ROLLBACK TO poc_store_item")?;
                 run(self, "RELEASE poc_store_item")?;
                 Err(error)
@@ -350,6 +356,16 @@ impl Tx<'_> {
 
     fn conn(&self) -> &Connection {
         self.reader.conn
+    }
+
+    /// The seq of the last record entry this transaction appended so far
+    /// (`None` if it appended none; entries of a [`Tx::savepoint`] that was
+    /// rolled back do not count). Read it at the end of the closure given to
+    /// [`Store::transaction`] to learn, once the commit returns, whether the
+    /// record grew and to where: the daemon wakes its record followers with
+    /// it.
+    pub fn record_appended(&self) -> Option<u64> {
+        self.appended
     }
 
     /// Marks that this transaction deleted secret bytes.

@@ -290,6 +290,56 @@ impl RecordEntry {
     }
 }
 
+/// A record entry without its payload (envelope, content, signature) and
+/// without the hashes other than its own: what a live view of the record
+/// needs, read by [`Reader::record_summaries`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Position in the record, from 1.
+    pub seq: u64,
+    /// When it happened.
+    pub at: Timestamp,
+    /// What happened.
+    pub event: RecordEvent,
+    /// The other PoC.
+    pub peer: Option<PocId>,
+    /// The message id.
+    pub message_id: Option<MessageId>,
+    /// The thread id.
+    pub thread_id: Option<ThreadId>,
+    /// The message kind's name.
+    pub kind: Option<String>,
+    /// The exercise id.
+    pub exercise: Option<String>,
+    /// Free text: a rejection reason, a note (`None` once purged).
+    pub detail: Option<String>,
+    /// Whether the payload was purged.
+    pub purged: bool,
+    /// This entry's chain hash.
+    pub entry_hash: [u8; 32],
+}
+
+impl RecordSummary {
+    fn from_row(row: &Row<'_>) -> Result<RecordSummary, StoreError> {
+        let event: String = row.get("event")?;
+        let event = RecordEvent::from_name(&event)
+            .ok_or_else(|| StoreError::corrupt(format!("unknown record event {event:?}")))?;
+        Ok(RecordSummary {
+            seq: get_u64(row, "seq")?,
+            at: get_time(row, "at")?,
+            event,
+            peer: get_opt_poc(row, "peer")?,
+            message_id: get_opt_array(row, "message_id")?.map(MessageId),
+            thread_id: get_opt_array(row, "thread_id")?.map(ThreadId),
+            kind: row.get("kind")?,
+            exercise: row.get("exercise")?,
+            detail: row.get("detail")?,
+            purged: row.get("purged")?,
+            entry_hash: get_array(row, "entry_hash")?,
+        })
+    }
+}
+
 /// The last entry of the record, as kept in the `record_head` row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHead {
@@ -541,6 +591,31 @@ impl Reader<'_> {
         )
     }
 
+    /// Like [`Reader::record_page`], but only the [`RecordSummary`] of each
+    /// entry: the envelope, content and signature columns (kilobytes per
+    /// message) are neither copied out nor returned, so following the
+    /// record live costs little per entry.
+    pub fn record_summaries(
+        &self,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<RecordSummary>, StoreError> {
+        let Ok(after) = i64::try_from(after_seq) else {
+            return Ok(Vec::new());
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, event, peer, message_id, thread_id, kind, exercise, detail, \
+                    purged_by IS NOT NULL AS purged, entry_hash \
+             FROM record WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = stmt.query(params![after, limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(RecordSummary::from_row(row)?);
+        }
+        Ok(out)
+    }
+
     fn record_query(
         &self,
         sql: &str,
@@ -767,6 +842,7 @@ impl Tx<'_> {
                  ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, entry_hash = excluded.entry_hash",
             )?
             .execute(params![seq_sql, &entry_hash[..]])?;
+        self.appended = Some(seq);
         Ok(RecordEntry {
             seq,
             at: entry.at,

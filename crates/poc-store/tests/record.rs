@@ -604,3 +604,85 @@ fn faked_or_undone_purge_marks_are_detected() {
     let problems = verify_file(&path);
     assert_eq!(problems[0], (7, ProblemKind::Edited));
 }
+
+// ---------------------------------------------------------------------------
+// Summaries and the appended head (what `RecordFollow` reads)
+
+#[test]
+fn summaries_carry_every_short_field_of_the_page_and_no_payload() {
+    let (_dir, path) = purged_store();
+    let store = Store::open(&path).unwrap();
+    store
+        .read(|r| {
+            let page = r.record_page(0, 100)?;
+            let summaries = r.record_summaries(0, 100)?;
+            assert_eq!(summaries.len(), page.len());
+            assert_eq!(page.len(), 8);
+            for (s, e) in summaries.iter().zip(&page) {
+                assert_eq!(s.seq, e.seq);
+                assert_eq!(s.at, e.at);
+                assert_eq!(s.event, e.event);
+                assert_eq!(s.peer, e.peer);
+                assert_eq!(s.message_id, e.message_id);
+                assert_eq!(s.thread_id, e.thread_id);
+                assert_eq!(s.kind, e.kind);
+                assert_eq!(s.exercise, e.exercise);
+                assert_eq!(s.detail, e.detail);
+                assert_eq!(s.purged, e.is_purged());
+                assert_eq!(s.entry_hash, e.entry_hash);
+            }
+            // Purged entries say so; the Purge entry keeps its detail.
+            let purged: Vec<u64> = summaries
+                .iter()
+                .filter(|s| s.purged)
+                .map(|s| s.seq)
+                .collect();
+            assert_eq!(purged, [2, 3, 6]);
+            assert_eq!(summaries[6].detail.as_deref(), Some("purged 3 entries"));
+            // Paging: strictly after `after_seq`, at most `limit`.
+            let seqs: Vec<u64> = r.record_summaries(3, 2)?.iter().map(|s| s.seq).collect();
+            assert_eq!(seqs, [4, 5]);
+            assert!(r.record_summaries(8, 10)?.is_empty());
+            assert!(r.record_summaries(u64::MAX, 10)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn record_appended_names_the_last_committed_append_only() {
+    let (_dir, _path, mut store) = temp_store();
+    // Nothing appended: None.
+    let none = store.transaction(|tx| Ok(tx.record_appended())).unwrap();
+    assert_eq!(none, None);
+    let appended = store
+        .transaction(|tx| {
+            tx.savepoint(|tx| tx.record_append(sample_entry(1, RecordEvent::Sent)))?;
+            tx.savepoint(|tx| tx.record_append(sample_entry(2, RecordEvent::Received)))?;
+            Ok(tx.record_appended())
+        })
+        .unwrap();
+    assert_eq!(appended, Some(2));
+    // A savepoint that fails takes its appends with it.
+    let appended = store
+        .transaction(|tx| {
+            tx.savepoint(|tx| tx.record_append(sample_entry(3, RecordEvent::Sent)))?;
+            let failed = tx.savepoint(|tx| {
+                tx.record_append(sample_entry(4, RecordEvent::Sent))?;
+                Err::<(), _>(StoreError::Invalid("job failed".into()))
+            });
+            assert!(failed.is_err());
+            Ok(tx.record_appended())
+        })
+        .unwrap();
+    assert_eq!(appended, Some(3));
+    assert_eq!(store.read(|r| r.record_head()).unwrap().unwrap().seq, 3);
+    // A purge appends too.
+    let appended = store
+        .transaction(|tx| {
+            tx.record_purge_exercise("none", T0)?;
+            Ok(tx.record_appended())
+        })
+        .unwrap();
+    assert_eq!(appended, Some(4));
+}

@@ -41,7 +41,8 @@ pub(crate) async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut lines = BufReader::new(read);
-            loop {
+            let mut closing = false;
+            while !closing {
                 let mut line = String::new();
                 // Bounded: at most one request's worth plus the newline.
                 let limited = (&mut lines).take(poc_control::MAX_REQUEST_BYTES as u64 + 1);
@@ -56,10 +57,14 @@ pub(crate) async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
                     Response::Error(ApiError::new("request too large", None))
                 } else {
                     match serde_json::from_str::<Request>(&line) {
-                        Ok(request) => match handle(&node, request).await {
-                            Ok(value) => Response::Ok(value),
-                            Err(err) => Response::Error(err),
-                        },
+                        Ok(request) => {
+                            let (result, gone) = answer(&node, request, &mut lines).await;
+                            closing = gone;
+                            match result {
+                                Ok(value) => Response::Ok(value),
+                                Err(err) => Response::Error(err),
+                            }
+                        }
                         Err(e) => Response::Error(ApiError::new(
                             format!("malformed request: {e}"),
                             Some("this poc and this pocd may be different versions"),
@@ -81,6 +86,43 @@ async fn read_line(
     line: &mut String,
 ) -> std::io::Result<usize> {
     reader.read_line(line).await
+}
+
+/// Runs one request; also says whether the caller hung up meanwhile.
+///
+/// A follow only reads and may wait long: if its caller hangs up (or closes
+/// its sending side) while it waits, it is answered at once with what is
+/// there, as with `wait_ms: 0`, and the connection ends after that answer,
+/// rather than holding on until the end of its wait. Other requests always
+/// run to their end (a send must not stop half-way).
+async fn answer(
+    node: &Arc<Node>,
+    request: Request,
+    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
+) -> (Result<serde_json::Value, ApiError>, bool) {
+    let &Request::RecordFollow {
+        after_seq, limit, ..
+    } = &request
+    else {
+        return (handle(node, request).await, false);
+    };
+    tokio::select! {
+        result = handle(node, request) => (result, false),
+        () = hung_up(reader) => {
+            let at_once = Request::RecordFollow { after_seq, limit, wait_ms: 0 };
+            (handle(node, at_once).await, true)
+        }
+    }
+}
+
+/// Resolves when the peer has closed its end of the connection (or it
+/// failed); never if the peer sends more, which stays buffered for the next
+/// read.
+async fn hung_up(reader: &mut (impl tokio::io::AsyncBufRead + Unpin)) {
+    match reader.fill_buf().await {
+        Ok([]) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
 }
 
 fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ApiError> {
@@ -173,6 +215,11 @@ async fn handle(node: &Arc<Node>, request: Request) -> Result<serde_json::Value,
         Request::DirectorySubmit { file } => {
             json(crate::directory_sync::submit(node, std::path::PathBuf::from(file)).await?)
         }
+        Request::RecordFollow {
+            after_seq,
+            limit,
+            wait_ms,
+        } => json(crate::follow::follow(&node.db, after_seq, limit, wait_ms).await?),
     }
 }
 

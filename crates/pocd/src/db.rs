@@ -6,11 +6,16 @@
 //! (group commit) while each caller still learns only after the commit that
 //! its work is durable. Each job runs inside its own savepoint: a job that
 //! fails leaves no partial writes, and does not fail the others.
+//!
+//! After each commit that appended to the record, whichever job did it, the
+//! new head seq is published on a watch channel ([`Db::record_head`]): the
+//! control API's record followers wait on it instead of polling the store.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
+use anyhow::Context;
 use poc_store::{Store, StoreError, Tx};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -43,12 +48,20 @@ pub(crate) enum DbError {
 #[derive(Clone, Debug)]
 pub(crate) struct Db {
     jobs: mpsc::Sender<Job>,
+    /// The record's head seq as of the last commit (0 while empty).
+    head: Arc<watch::Sender<u64>>,
 }
 
 impl Db {
     /// Starts the writer thread owning `store`.
-    pub(crate) fn start(mut store: Store) -> std::io::Result<Db> {
+    pub(crate) fn start(mut store: Store) -> anyhow::Result<Db> {
         let (jobs, queue) = mpsc::channel::<Job>();
+        let start_head = store
+            .read(|r| r.record_head())
+            .context("cannot read the record head")?
+            .map_or(0, |h| h.seq);
+        let head = Arc::new(watch::Sender::new(start_head));
+        let publish = head.clone();
         std::thread::Builder::new()
             .name("pocd-store".into())
             .spawn(move || {
@@ -67,20 +80,37 @@ impl Db {
                         for job in batch.drain(..) {
                             replies.push((job.work)(tx));
                         }
-                        Ok(())
+                        Ok(tx.record_appended())
                     };
                     let commit = if synced {
                         store.transaction(work)
                     } else {
                         store.transaction_deferred(work)
                     };
-                    let commit = commit.map_err(|e: StoreError| e.to_string());
+                    // Followers hear only of what is on disk (a deferred
+                    // batch appends nothing to the record anyway).
+                    if synced && let Ok(Some(seq)) = commit {
+                        publish.send_if_modified(|head| {
+                            let moved = seq > *head;
+                            if moved {
+                                *head = seq;
+                            }
+                            moved
+                        });
+                    }
+                    let commit = commit.map(|_| ()).map_err(|e: StoreError| e.to_string());
                     for reply in replies {
                         reply(commit.clone());
                     }
                 }
             })?;
-        Ok(Db { jobs })
+        Ok(Db { jobs, head })
+    }
+
+    /// The record's head seq, updated after every commit that appended to
+    /// the record (by any job: sends, receipts, rejections, purges, notes).
+    pub(crate) fn record_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
     }
 
     /// Runs `f` in the next transaction; returns once it is committed and

@@ -15,6 +15,7 @@ mod control;
 mod db;
 mod directory_sync;
 mod directory_view;
+mod follow;
 mod node;
 mod pings;
 mod relay_client;
