@@ -196,6 +196,10 @@ struct RunReport {
     to_recipient: Option<Summary>,
     /// The control API Send call (seal, record, queue, commit on the sender).
     send_call: Summary,
+    /// Median of (follow answer showing the inquiry's `sent` entry) - (the
+    /// Send call's answer for the same commit), µs: the follow hop's cost
+    /// over a direct answer.
+    follow_lag_us: Option<f64>,
     /// `RecordFollow` calls the sender answered during the run.
     follow_calls: u64,
     /// Bytes of those answers.
@@ -215,6 +219,7 @@ impl From<&Run> for RunReport {
             latency: run.latency.clone(),
             to_recipient: run.to_recipient.clone(),
             send_call: run.send_call.clone(),
+            follow_lag_us: run.follow_lag_us,
             follow_calls: run.follow_calls,
             follow_bytes: run.follow_bytes,
             early_completions: run.early,
@@ -573,6 +578,16 @@ fn human(r: &Report) -> String {
         high.follow_calls,
         low.follow_bytes as f64 / low.messages.max(1) as f64,
         high.follow_bytes as f64 / high.messages.max(1) as f64
+    );
+    let lag = |run: &RunReport| {
+        run.follow_lag_us
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.0} µs"))
+    };
+    out += &format!(
+        "(follow hop: the sender's follow answer showing an inquiry's `sent` entry came, in the median, {} (c=1) / {} (c={}) after the Send call's answer reporting the same commit)\n",
+        lag(low),
+        lag(high),
+        high.concurrency
     );
     for run in [low, high] {
         out += &cpu_line(run);

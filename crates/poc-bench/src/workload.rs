@@ -149,6 +149,10 @@ struct Tracking {
     early: HashMap<ThreadId, Instant>,
     /// When the recipient's record was seen holding the inquiry.
     at_recipient: HashMap<ThreadId, Instant>,
+    /// When the sender's follower saw the inquiry's own `sent` entry: the
+    /// same commit the Send call's answer reports, so the two arrival
+    /// times calibrate the follow hop.
+    sent_seen: HashMap<ThreadId, Instant>,
 }
 
 /// The entries a follower looks for.
@@ -191,6 +195,11 @@ pub(crate) struct Run {
     pub(crate) to_recipient: Option<Summary>,
     /// Per message: the control API's Send call.
     pub(crate) send_call: Summary,
+    /// Median over the messages of (the sender's follow answer showing the
+    /// inquiry's `sent` entry) - (the Send call's answer), in µs: how much
+    /// later than a direct answer the follow call reports the same commit
+    /// (negative: earlier).
+    pub(crate) follow_lag_us: Option<f64>,
     /// Follow calls answered by the sender during the run.
     pub(crate) follow_calls: u64,
     /// Bytes those answers carried.
@@ -289,6 +298,13 @@ fn follow(
         let mut t = tracking.lock().map_err(|_| anyhow!("poisoned"))?;
         for e in entries {
             let Some(thread) = e.thread_id else { continue };
+            if matches!(watch, Watch::Receipts)
+                && e.event == "sent"
+                && e.kind.as_deref() == Some("inquiry")
+            {
+                t.sent_seen.insert(thread, arrived);
+                continue;
+            }
             if e.event != "received" {
                 continue;
             }
@@ -453,6 +469,19 @@ pub(crate) fn run(
         .map(|s| s.done.saturating_duration_since(s.accepted))
         .collect();
     let sends: Vec<_> = samples.iter().map(|s| s.send_call).collect();
+    let mut lags: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| {
+            let seen = tracking.sent_seen.get(&s.thread)?;
+            Some(if *seen >= s.accepted {
+                seen.duration_since(s.accepted).as_secs_f64() * 1e6
+            } else {
+                -(s.accepted.duration_since(*seen).as_secs_f64() * 1e6)
+            })
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let follow_lag_us = lags.get(lags.len() / 2).copied();
     Ok(Run {
         messages: count,
         concurrency,
@@ -460,6 +489,7 @@ pub(crate) fn run(
         latency: Summary::of(&latencies),
         to_recipient: watch_recipient.then(|| Summary::of(&to_recipient)),
         send_call: Summary::of(&sends),
+        follow_lag_us,
         follow_calls: sender_follower.calls,
         follow_bytes: sender_follower.bytes,
         early: samples.iter().filter(|s| s.early).count(),
