@@ -28,6 +28,7 @@
 //! handshakes_per_second_per_ip = 20
 //! handshake_burst_per_ip = 20
 //! max_streams_per_connection = 16     # requests in flight per client connection
+//! max_connections_per_client = 8      # connections one PoC identity may hold open
 //! ```
 
 use std::net::SocketAddr;
@@ -117,6 +118,7 @@ pub struct LimitsSection {
     pub handshakes_per_second_per_ip: u32,
     pub handshake_burst_per_ip: u32,
     pub max_streams_per_connection: u32,
+    pub max_connections_per_client: usize,
 }
 
 impl Default for LimitsSection {
@@ -138,6 +140,7 @@ impl Default for LimitsSection {
             handshakes_per_second_per_ip: t.handshakes_per_second_per_ip,
             handshake_burst_per_ip: t.handshake_burst_per_ip,
             max_streams_per_connection: d.max_streams_per_connection,
+            max_connections_per_client: d.max_connections_per_client,
         }
     }
 }
@@ -208,6 +211,7 @@ impl Config {
             max_wait: Duration::from_secs(l.max_wait_seconds),
             max_retention: Seconds::hours(l.max_retention_hours.max(1)),
             max_streams_per_connection: l.max_streams_per_connection.max(1),
+            max_connections_per_client: l.max_connections_per_client.max(1),
         }
     }
 

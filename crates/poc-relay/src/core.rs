@@ -108,6 +108,10 @@ pub struct RelayLimits {
     /// Requests one connection may have in flight (QUIC streams): bounds
     /// what one client can make the relay buffer and queue at once.
     pub max_streams_per_connection: u32,
+    /// Connections one client (one PoC identity key) may hold open at once:
+    /// a directory member cannot take the relay's memory or its connection
+    /// slots from the others. A node needs one per relay.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for RelayLimits {
@@ -123,6 +127,7 @@ impl Default for RelayLimits {
             max_wait: Duration::from_secs(20),
             max_retention: Seconds::days(14),
             max_streams_per_connection: 16,
+            max_connections_per_client: 8,
         }
     }
 }

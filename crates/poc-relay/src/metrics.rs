@@ -28,6 +28,9 @@ pub struct Metrics {
     pub expired: AtomicU64,
     /// Connections open now.
     pub connections: AtomicU64,
+    /// Connections closed at once because their client already held
+    /// `max_connections_per_client`.
+    pub connections_over_client_limit: AtomicU64,
     refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
@@ -124,6 +127,12 @@ impl Metrics {
             "gauge",
             "Authenticated client connections open now.",
             &one(get(&self.connections)),
+        );
+        metric(
+            "poc_relay_connections_over_client_limit_total",
+            "counter",
+            "Connections closed at once: their client already held as many as it may.",
+            &one(get(&self.connections_over_client_limit)),
         );
         out
     }

@@ -331,6 +331,47 @@ pub struct Relay {
     waiting: Mutex<HashMap<MailboxId, Arc<Notify>>>,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
+    /// Connections open per client identity key.
+    per_client: Arc<Mutex<HashMap<[u8; 32], usize>>>,
+}
+
+/// One client connection counted against its identity's limit; uncounted
+/// when dropped, however the connection ends.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<[u8; 32], usize>>>,
+    key: [u8; 32],
+}
+
+impl ClientSlot {
+    /// Takes a slot for `key`, unless it already holds `limit`.
+    fn take(
+        counts: &Arc<Mutex<HashMap<[u8; 32], usize>>>,
+        key: [u8; 32],
+        limit: usize,
+    ) -> Option<ClientSlot> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let held = map.entry(key).or_insert(0);
+        if *held >= limit {
+            return None;
+        }
+        *held += 1;
+        Some(ClientSlot {
+            counts: Arc::clone(counts),
+            key,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = map.get_mut(&self.key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -372,6 +413,7 @@ impl Relay {
             waiting: Mutex::new(HashMap::new()),
             metrics,
             next_conn: AtomicU64::new(1),
+            per_client: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -410,6 +452,18 @@ impl Relay {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let key = connection.peer_key();
         let mailbox = MailboxId::for_identity(&key);
+        let limit = self.limits.max_connections_per_client;
+        let Some(_slot) = ClientSlot::take(&self.per_client, key.to_bytes(), limit) else {
+            self.metrics
+                .connections_over_client_limit
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(conn, %mailbox, limit, "client over its connection limit; closed");
+            connection.close_with(
+                poc_transport::close_code::TOO_MANY_CONNECTIONS,
+                &format!("too many connections from this client (limit {limit})"),
+            );
+            return;
+        };
         // The log names connections by number and mailbox only: what the
         // relay learns anyway from headers. Never a PoC id.
         tracing::debug!(conn, %mailbox, "client connected");

@@ -403,6 +403,45 @@ async fn unknown_and_certificateless_clients_are_refused_at_the_handshake() {
     relay.client("EST.cert").await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_its_connection_limit_is_closed_with_the_reason_and_others_connect() {
+    let relay = RelayUnderTest::start("max_connections_per_client = 2");
+    let later = now() + 3600;
+    let to_fra = envelope(relay.mailbox("FRA.cert"), later, 100, 7);
+    let first = relay.client("EST.cert").await.unwrap();
+    let second = relay.client("EST.cert").await.unwrap();
+    // The third is authenticated, then closed by the relay with its reason.
+    let third = relay.client("EST.cert").await.unwrap();
+    let err = third.deposit(&to_fra).await.unwrap_err().to_string();
+    assert!(
+        err.contains("too many connections from this client (limit 2)"),
+        "{err}"
+    );
+    assert_eq!(
+        relay.metric("poc_relay_connections_over_client_limit_total"),
+        1
+    );
+    // The two within the limit still work, and another PoC connects.
+    first.deposit(&to_fra).await.unwrap();
+    second.deposit(&to_fra).await.unwrap();
+    let fra = relay.client("FRA.cert").await.unwrap();
+    assert_eq!(fra.fetch(10, Duration::ZERO).await.unwrap().items.len(), 2);
+    // A closed connection gives its slot back.
+    first.close();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let again = relay.client("EST.cert").await.unwrap();
+        match again.deposit(&to_fra).await {
+            Ok(()) => break,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "slot never freed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(relay.metric("poc_relay_stored_envelopes"), 3);
+}
+
 /// Connects with TLS 1.3 and the relay ALPN but presents no client
 /// certificate; true if the relay never accepts it (no acceptance signal, no
 /// answer to a request).

@@ -122,6 +122,14 @@ impl Connection {
             .close(VarInt::from_u32(close_code::NORMAL), b"closed");
     }
 
+    /// Closes the connection now with an application close code (see
+    /// [`crate::close_code`]) and a short reason the peer sees in its error.
+    pub fn close_with(&self, code: u32, reason: &str) {
+        self.inner
+            .conn
+            .close(VarInt::from_u32(code), reason.as_bytes());
+    }
+
     /// Waits until the connection is closed or lost, and says why.
     pub async fn closed(&self) -> TransportError {
         from_connection_error(&self.inner.conn.closed().await, false)
