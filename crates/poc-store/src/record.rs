@@ -262,9 +262,7 @@ impl RecordEntry {
     }
 
     fn from_row(row: &Row<'_>) -> Result<RecordEntry, StoreError> {
-        let event: String = row.get("event")?;
-        let event = RecordEvent::from_name(&event)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown record event {event:?}")))?;
+        let event = get_event(row)?;
         Ok(RecordEntry {
             seq: get_u64(row, "seq")?,
             at: get_time(row, "at")?,
@@ -288,6 +286,12 @@ impl RecordEntry {
             entry_hash: get_array(row, "entry_hash")?,
         })
     }
+}
+
+fn get_event(row: &Row<'_>) -> Result<RecordEvent, StoreError> {
+    let event: String = row.get("event")?;
+    RecordEvent::from_name(&event)
+        .ok_or_else(|| StoreError::corrupt(format!("unknown record event {event:?}")))
 }
 
 /// A record entry without its payload (envelope, content, signature) and
@@ -321,9 +325,7 @@ pub struct RecordSummary {
 
 impl RecordSummary {
     fn from_row(row: &Row<'_>) -> Result<RecordSummary, StoreError> {
-        let event: String = row.get("event")?;
-        let event = RecordEvent::from_name(&event)
-            .ok_or_else(|| StoreError::corrupt(format!("unknown record event {event:?}")))?;
+        let event = get_event(row)?;
         Ok(RecordSummary {
             seq: get_u64(row, "seq")?,
             at: get_time(row, "at")?,

@@ -129,7 +129,8 @@ fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, ApiError> {
     serde_json::to_value(value).map_err(|e| ApiError::new(e.to_string(), None))
 }
 
-fn storage(e: impl std::fmt::Display) -> ApiError {
+/// A storage failure as the control API reports it.
+pub(crate) fn storage(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         format!("storage: {e}"),
         Some("check the node's disk and logs"),

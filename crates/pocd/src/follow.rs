@@ -43,12 +43,7 @@ pub(crate) async fn follow(
     let page = db
         .run(move |tx| tx.record_summaries(after_seq, limit))
         .await
-        .map_err(|e| {
-            ApiError::new(
-                format!("storage: {e}"),
-                Some("check the node's disk and logs"),
-            )
-        })?;
+        .map_err(crate::control::storage)?;
     Ok(page.iter().map(view).collect())
 }
 

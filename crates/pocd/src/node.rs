@@ -714,12 +714,7 @@ impl Node {
                 Ok((purged, seq))
             })
             .await
-            .map_err(|e| {
-                ApiError::new(
-                    format!("storage: {e}"),
-                    Some("check the node's disk and logs"),
-                )
-            })?;
+            .map_err(crate::control::storage)?;
         let threads = self
             .threads
             .lock()
