@@ -33,9 +33,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use clap::Parser;
 use poc_proto::certificate::MailboxId;
-use poc_proto::directory::{
-    DirectoryEntry, SignedSnapshot, SnapshotBody, SnapshotDigest, StateEnrolment,
-};
+use poc_proto::directory::{SignedSnapshot, SnapshotDigest};
 use poc_proto::keys::IdentityKeyPair;
 use poc_proto::testkit::World;
 use poc_proto::{PocId, Timestamp};
@@ -209,29 +207,7 @@ fn start_relay(
         None,
         &world.manager.public().to_bytes(),
     )?;
-    let body = SnapshotBody {
-        sequence: 1,
-        previous: SnapshotDigest([0; 32]),
-        issued_at: Timestamp(now()),
-        states: world
-            .roots
-            .iter()
-            .map(|(state, root)| StateEnrolment {
-                state: *state,
-                root_key: root.public(),
-            })
-            .collect(),
-        entries: world
-            .pocs
-            .values()
-            .map(|poc| DirectoryEntry {
-                certificate: poc.certificate.certificate().clone(),
-                prekeys: vec![],
-                revoked: false,
-                details: None,
-            })
-            .collect(),
-    };
+    let body = world.snapshot_body(1, SnapshotDigest([0; 32]), Timestamp(now()), |_| true);
     let snapshot = SignedSnapshot::sign(&body, &world.manager)?;
     std::fs::write(dir.join("directory.snapshot"), snapshot.to_bytes())?;
     let seed = [7u8; 32];

@@ -639,31 +639,7 @@ mod tests {
     use crate::testkit::{NOW, World};
 
     fn snapshot(world: &World, sequence: u64, previous: SnapshotDigest) -> SignedSnapshot {
-        let states = world
-            .roots
-            .iter()
-            .map(|(state, root)| StateEnrolment {
-                state: *state,
-                root_key: root.public(),
-            })
-            .collect();
-        let entries = world
-            .pocs
-            .values()
-            .map(|p| DirectoryEntry {
-                certificate: p.certificate.certificate().clone(),
-                prekeys: vec![],
-                revoked: false,
-                details: None,
-            })
-            .collect();
-        let body = SnapshotBody {
-            sequence,
-            previous,
-            issued_at: NOW,
-            states,
-            entries,
-        };
+        let body = world.snapshot_body(sequence, previous, NOW, |_| true);
         SignedSnapshot::sign(&body, &world.manager).unwrap()
     }
 
@@ -730,14 +706,7 @@ mod tests {
             sequence: 1,
             previous: SnapshotDigest([0; 32]),
             issued_at: NOW,
-            states: world
-                .roots
-                .iter()
-                .map(|(state, root)| StateEnrolment {
-                    state: *state,
-                    root_key: root.public(),
-                })
-                .collect(),
+            states: world.enrolments(),
             entries: vec![DirectoryEntry {
                 certificate: forged,
                 prekeys: vec![],
@@ -770,14 +739,7 @@ mod tests {
             sequence: 1,
             previous: SnapshotDigest([0; 32]),
             issued_at: NOW,
-            states: world
-                .roots
-                .iter()
-                .map(|(state, root)| StateEnrolment {
-                    state: *state,
-                    root_key: root.public(),
-                })
-                .collect(),
+            states: world.enrolments(),
             entries: vec![DirectoryEntry {
                 certificate: fra.certificate.certificate().clone(),
                 prekeys: vec![],
@@ -813,14 +775,7 @@ mod tests {
             sequence: 1,
             previous: SnapshotDigest([0; 32]),
             issued_at: NOW,
-            states: world
-                .roots
-                .iter()
-                .map(|(state, root)| StateEnrolment {
-                    state: *state,
-                    root_key: root.public(),
-                })
-                .collect(),
+            states: world.enrolments(),
             entries: vec![entry],
         };
         SignedSnapshot::sign(&body, &world.manager)

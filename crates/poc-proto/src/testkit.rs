@@ -243,6 +243,46 @@ impl World {
         }
     }
 
+    /// Every State root of the world, as a directory snapshot enrols them.
+    pub fn enrolments(&self) -> Vec<crate::directory::StateEnrolment> {
+        self.roots
+            .iter()
+            .map(|(state, root)| crate::directory::StateEnrolment {
+                state: *state,
+                root_key: root.public(),
+            })
+            .collect()
+    }
+
+    /// A snapshot body enrolling every State and listing the PoCs that
+    /// `listed` accepts, each with its certificate only (no prekeys, no
+    /// details, not revoked); sign it with [`World::manager`].
+    pub fn snapshot_body(
+        &self,
+        sequence: u64,
+        previous: crate::directory::SnapshotDigest,
+        issued_at: Timestamp,
+        listed: impl Fn(&PocId) -> bool,
+    ) -> crate::directory::SnapshotBody {
+        crate::directory::SnapshotBody {
+            sequence,
+            previous,
+            issued_at,
+            states: self.enrolments(),
+            entries: self
+                .pocs
+                .iter()
+                .filter(|(id, _)| listed(id))
+                .map(|(_, poc)| crate::directory::DirectoryEntry {
+                    certificate: poc.certificate.certificate().clone(),
+                    prekeys: vec![],
+                    revoked: false,
+                    details: None,
+                })
+                .collect(),
+        }
+    }
+
     /// A PoC by id. Panics on an unknown id: test fixtures only.
     pub fn poc(&self, poc: &str) -> &TestPoc {
         match self.pocs.get(&id(poc)) {

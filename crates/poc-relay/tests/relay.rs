@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use poc_proto::certificate::MailboxId;
-use poc_proto::directory::{
-    DirectoryEntry, SignedSnapshot, SnapshotBody, SnapshotDigest, StateEnrolment,
-};
+use poc_proto::directory::{SignedSnapshot, SnapshotDigest};
 use poc_proto::keys::IdentityKeyPair;
 use poc_proto::testkit::World;
 use poc_proto::{PocId, Timestamp};
@@ -81,30 +79,9 @@ impl RelayUnderTest {
             &world.manager.public().to_bytes(),
         )
         .unwrap();
-        let body = SnapshotBody {
-            sequence: 1,
-            previous: SnapshotDigest([0; 32]),
-            issued_at: Timestamp(now()),
-            states: world
-                .roots
-                .iter()
-                .map(|(state, root)| StateEnrolment {
-                    state: *state,
-                    root_key: root.public(),
-                })
-                .collect(),
-            entries: world
-                .pocs
-                .iter()
-                .filter(|(id, _)| !UNLISTED.contains(&id.as_str()))
-                .map(|(_, poc)| DirectoryEntry {
-                    certificate: poc.certificate.certificate().clone(),
-                    prekeys: vec![],
-                    revoked: false,
-                    details: None,
-                })
-                .collect(),
-        };
+        let body = world.snapshot_body(1, SnapshotDigest([0; 32]), Timestamp(now()), |id| {
+            !UNLISTED.contains(&id.as_str())
+        });
         let snapshot = SignedSnapshot::sign(&body, &world.manager).unwrap();
         std::fs::write(root.join("directory.snapshot"), snapshot.to_bytes()).unwrap();
         let seed = [42u8; 32];
@@ -745,30 +722,12 @@ async fn a_newer_directory_snapshot_is_taken_up_without_a_restart() {
     // The manager publishes sequence 2, which lists KEN.cert too.
     let world = &relay.world;
     let old = std::fs::read(relay.dir.path().join("directory.snapshot")).unwrap();
-    let body = SnapshotBody {
-        sequence: 2,
-        previous: SignedSnapshot::from_bytes(&old).unwrap().digest(),
-        issued_at: Timestamp(now()),
-        states: world
-            .roots
-            .iter()
-            .map(|(state, root)| StateEnrolment {
-                state: *state,
-                root_key: root.public(),
-            })
-            .collect(),
-        entries: world
-            .pocs
-            .iter()
-            .filter(|(id, _)| id.as_str() != "KEN.old")
-            .map(|(_, poc)| DirectoryEntry {
-                certificate: poc.certificate.certificate().clone(),
-                prekeys: vec![],
-                revoked: false,
-                details: None,
-            })
-            .collect(),
-    };
+    let body = world.snapshot_body(
+        2,
+        SignedSnapshot::from_bytes(&old).unwrap().digest(),
+        Timestamp(now()),
+        |id| id.as_str() != "KEN.old",
+    );
     let snapshot = SignedSnapshot::sign(&body, &world.manager).unwrap();
     let path = relay.dir.path().join("directory.snapshot");
     std::fs::write(path.with_extension("new"), snapshot.to_bytes()).unwrap();
