@@ -949,3 +949,70 @@ fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
     assert_eq!(target(&r, "FRA.cert")["outcome"], "replied");
     assert_eq!(r["totals"]["unreachable"], 0);
 }
+
+#[test]
+fn a_reply_that_cannot_reach_the_service_goes_through_the_relay_and_is_counted() {
+    let mut net = Net::new(&six()[..3]);
+    net.publish_all();
+    let relay = net.start_relay();
+    let mut config = std::fs::read_to_string(&net.service_config).unwrap();
+    config.push_str(&relay);
+    std::fs::write(&net.service_config, config).unwrap();
+    net.node_extra = relay;
+    net.start_service();
+    net.start_node("EST.cert", true);
+    net.start_node("EST.mfa", true);
+    // FRA.cert's operator answers by hand.
+    net.start_node("FRA.cert", false);
+    net.manager(&["campaign", "start"]);
+    let pings: Vec<PingView> = eventually("the ping at FRA.cert", || {
+        let p: Vec<PingView> = net.call("FRA.cert", &Request::Pings);
+        (!p.is_empty()).then_some(p)
+    });
+    // The service goes down before FRA.cert answers: the reply cannot be
+    // delivered directly, so FRA.cert's node deposits it at the relay, in
+    // the ping identity's mailbox.
+    net.stop_service();
+    let out = net.poc_cli("FRA.cert", &["ping", "ack", &pings[0].campaign]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eventually("the reply deposited at the relay", || {
+        let outbox: serde_json::Value = net.call("FRA.cert", &Request::Outbox);
+        outbox
+            .as_array()?
+            .iter()
+            .any(|e| {
+                e["kind"] == "ping reply"
+                    && e["status"] == "delivered"
+                    && e["delivered_via"]
+                        .as_str()
+                        .is_some_and(|v| v.contains("relay-un"))
+            })
+            .then_some(())
+    });
+    // Back up, the service takes its mail from the relay and counts the
+    // reply; the mailbox is emptied.
+    net.start_service();
+    let report = |net: &Net| -> serde_json::Value {
+        let config = net.service_config.display().to_string();
+        let out = net.directory_cli(&["campaign", "report", "--json", "--config", &config]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    };
+    let r = eventually("three replies", || {
+        let r = report(&net);
+        (r["totals"]["replied"] == 3).then_some(r)
+    });
+    let fra = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["poc_id"] == "FRA.cert")
+        .unwrap()
+        .clone();
+    assert_eq!(fra["outcome"], "replied");
+    let log = std::fs::read_to_string(net.path().join("service.log")).unwrap();
+    assert!(log.contains("mail taken from relay"), "{log}");
+}

@@ -336,6 +336,103 @@ impl RelaySet {
     }
 }
 
+/// What became of an envelope taken from our relay mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Handled for good (recorded, or refused and recorded as refused): the
+    /// relay may delete it.
+    Handled,
+    /// Not handled (a storage failure): leave it, and what follows it, at
+    /// the relay for the next fetch.
+    LeaveAtRelay,
+}
+
+impl Taken {
+    /// Reads a node's answer to a delivered envelope (`pocnet/1`: `0`
+    /// accepted, `1` + a big-endian reject code refused): anything but an
+    /// `Internal` refusal, or an answer that does not parse, is final.
+    pub fn from_delivery_answer(answer: &[u8]) -> Taken {
+        match answer {
+            [0] => Taken::Handled,
+            [1, hi, lo]
+                if poc_proto::RejectCode::from_u16(u16::from_be_bytes([*hi, *lo]))
+                    .is_some_and(|c| c != poc_proto::RejectCode::Internal) =>
+            {
+                Taken::Handled
+            }
+            _ => Taken::LeaveAtRelay,
+        }
+    }
+}
+
+/// Envelopes asked for per fetch of our own mailbox.
+const TAKE_PAGE: u16 = 64;
+/// Long-poll wait asked for (the relay may cap it).
+const TAKE_WAIT: Duration = Duration::from_secs(20);
+
+impl RelaySet {
+    /// Keeps a connection to relay `index` and hands each envelope of our
+    /// own mailbox to `take` as it arrives, oldest first, until the task is
+    /// dropped. Acknowledges (the relay then deletes) what `take` handled;
+    /// the first envelope left at the relay ends the page, so it and those
+    /// after it are fetched again. Reconnects with a capped backoff.
+    pub async fn take_mail<F, Fut>(&self, index: usize, mut take: F)
+    where
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Taken>,
+    {
+        let Some(name) = self.name(index).map(str::to_owned) else {
+            return;
+        };
+        let mut failures: u32 = 0;
+        loop {
+            match self.take_page(index, &name, &mut take).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    self.forget(index).await;
+                    failures = failures.saturating_add(1);
+                    let delay = Duration::from_millis(250u64 << failures.min(5))
+                        .min(Duration::from_secs(5));
+                    tracing::debug!(relay = %name, error = %e, retry_in = ?delay, "relay fetch failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// One long poll: fetch a page, hand each envelope to `take`,
+    /// acknowledge those handled.
+    async fn take_page<F, Fut>(&self, index: usize, name: &str, take: &mut F) -> Result<(), String>
+    where
+        F: FnMut(Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Taken>,
+    {
+        let client = self.client(index).await?;
+        let page = client
+            .fetch(TAKE_PAGE, TAKE_WAIT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut done = Vec::with_capacity(page.items.len());
+        let mut left = None;
+        for item in page.items {
+            match take(item.envelope).await {
+                Taken::Handled => done.push(item.id),
+                Taken::LeaveAtRelay => {
+                    left =
+                        Some("could not record a relayed envelope; left at the relay".to_owned());
+                    break;
+                }
+            }
+        }
+        if !done.is_empty() {
+            let taken = done.len();
+            let deleted = client.ack(&done).await.map_err(|e| e.to_string())?;
+            tracing::info!(relay = %name, taken, deleted, "mail taken from relay");
+        }
+        left.map_or(Ok(()), Err)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -355,6 +452,26 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn delivery_answers_are_final_unless_internal_or_unreadable() {
+        let refused = |code: poc_proto::RejectCode| {
+            let [hi, lo] = code.as_u16().to_be_bytes();
+            Taken::from_delivery_answer(&[1, hi, lo])
+        };
+        assert_eq!(Taken::from_delivery_answer(&[0]), Taken::Handled);
+        assert_eq!(refused(poc_proto::RejectCode::BadSignature), Taken::Handled);
+        assert_eq!(
+            refused(poc_proto::RejectCode::Internal),
+            Taken::LeaveAtRelay
+        );
+        assert_eq!(
+            Taken::from_delivery_answer(&[1, 0xff, 0xff]),
+            Taken::LeaveAtRelay
+        );
+        assert_eq!(Taken::from_delivery_answer(&[]), Taken::LeaveAtRelay);
+        assert_eq!(Taken::from_delivery_answer(&[7]), Taken::LeaveAtRelay);
     }
 
     #[test]

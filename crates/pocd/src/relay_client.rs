@@ -21,18 +21,12 @@
 //! the envelope at the relay for the next fetch.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use poc_proto::keys::IdentityKeyPair;
-use poc_relay::client::{PinnedRelay, RelaySet};
+use poc_relay::client::{PinnedRelay, RelaySet, Taken};
 
 use crate::config::Config;
-use crate::node::{ACK_ACCEPTED, ACK_REJECTED, Node};
-
-/// Envelopes asked for per fetch.
-const PAGE: u16 = 64;
-/// Long-poll wait asked for (the relay may cap it).
-const WAIT: Duration = Duration::from_secs(20);
+use crate::node::Node;
 
 /// The relays of `config`, pinned, with a client endpoint presenting our
 /// identity if there is any.
@@ -59,58 +53,15 @@ pub(crate) fn spawn_fetchers(node: &Arc<Node>) -> Vec<tokio::task::JoinHandle<()
         .collect()
 }
 
-/// Keeps a connection to relay `index` and takes our mail as it arrives.
+/// Keeps a connection to relay `index` and takes our mail as it arrives,
+/// through the same receive path as a direct delivery.
 async fn fetch_loop(node: Arc<Node>, index: usize) {
-    let Some(name) = node.relays.name(index).map(str::to_owned) else {
-        return;
-    };
-    let mut failures: u32 = 0;
-    loop {
-        match fetch_once(&node, index, &name).await {
-            Ok(()) => failures = 0,
-            Err(e) => {
-                node.relays.forget(index).await;
-                failures = failures.saturating_add(1);
-                let delay =
-                    Duration::from_millis(250u64 << failures.min(5)).min(Duration::from_secs(5));
-                tracing::debug!(relay = %name, error = %e, retry_in = ?delay, "relay fetch failed");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
-
-/// One long poll: fetch a page, receive each envelope, acknowledge those
-/// that are durably handled.
-async fn fetch_once(node: &Arc<Node>, index: usize, name: &str) -> Result<(), String> {
-    let client = node.relays.client(index).await?;
-    let page = client.fetch(PAGE, WAIT).await.map_err(|e| e.to_string())?;
-    if page.items.is_empty() {
-        return Ok(());
-    }
-    let mut done = Vec::with_capacity(page.items.len());
-    let mut failed = None;
-    for item in page.items {
-        let answer = node.receive_relayed(name, item.envelope).await;
-        match answer.as_slice() {
-            [ACK_ACCEPTED] => done.push(item.id),
-            [ACK_REJECTED, hi, lo]
-                if poc_proto::RejectCode::from_u16(u16::from_be_bytes([*hi, *lo]))
-                    .is_some_and(|c| c != poc_proto::RejectCode::Internal) =>
-            {
-                // Recorded as rejected: nothing more to do with it.
-                done.push(item.id);
-            }
-            _ => {
-                failed = Some("could not record a relayed envelope; left at the relay".to_owned());
-                break;
-            }
-        }
-    }
-    if !done.is_empty() {
-        let taken = done.len();
-        let deleted = client.ack(&done).await.map_err(|e| e.to_string())?;
-        tracing::info!(relay = %name, taken, deleted, "mail taken from relay");
-    }
-    failed.map_or(Ok(()), Err)
+    let name = node.relays.name(index).unwrap_or("?").to_owned();
+    node.relays
+        .take_mail(index, |envelope| {
+            let node = Arc::clone(&node);
+            let name = name.clone();
+            async move { Taken::from_delivery_answer(&node.receive_relayed(&name, envelope).await) }
+        })
+        .await;
 }

@@ -25,9 +25,9 @@
 //! `poc-transport`, directly to each PoC's direct endpoint, with retries,
 //! rather than through a pocd run under the manager identity. That keeps
 //! campaign tracking (sent, delivered, replied) exact and in one database;
-//! relay fallback is to be added the same way pocd adds it once the relay
-//! client lands (see the report in `campaign report`: a PoC with only relay
-//! endpoints is counted unreachable until then).
+//! as a node does, a ping that cannot be delivered directly is deposited at
+//! the pinned relays, and the ping identity takes its own mail (replies from
+//! PoCs that cannot reach the service) from them.
 
 pub mod db;
 pub mod pings;
@@ -67,7 +67,9 @@ pub struct ServiceConfig {
     pub campaigns: CampaignSection,
     /// `[[relay]]`: relays the ping identity deposits pings to when a PoC
     /// cannot be reached directly (as a node does; see
-    /// `poc_relay::client::RelaySet`). Replies come back to `listen_node`.
+    /// `poc_relay::client::RelaySet`). Replies come back to `listen_node`,
+    /// or to the ping identity's mailbox at these relays, which the service
+    /// fetches.
     #[serde(default, rename = "relay")]
     pub relays: Vec<RelaySection>,
 }
@@ -574,6 +576,7 @@ pub async fn serve(config: ServiceConfig) -> anyhow::Result<()> {
     .context("cannot bind the ping identity's relay endpoint")?;
     let pinger = Arc::new(pings::Pinger::new(service.clone(), node_endpoint, relays));
     tokio::spawn(pinger.clone().run_inbound());
+    pinger.spawn_relay_mail();
     loop {
         if let Err(e) = service.refresh() {
             tracing::error!(error = %e, "cannot reload the latest snapshot");

@@ -644,6 +644,28 @@ impl Pinger {
         }
     }
 
+    /// Takes the ping identity's mail from each pinned relay as it arrives
+    /// (replies from PoCs that cannot reach the service directly), through
+    /// the same path as a direct delivery: one task per relay, running
+    /// until the service stops.
+    pub fn spawn_relay_mail(self: &Arc<Self>) {
+        for index in 0..self.relays.len() {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                me.relays
+                    .take_mail(index, |envelope| {
+                        let me = Arc::clone(&me);
+                        async move {
+                            poc_relay::client::Taken::from_delivery_answer(
+                                &me.receive(&envelope).await,
+                            )
+                        }
+                    })
+                    .await;
+            });
+        }
+    }
+
     async fn receive(&self, envelope: &[u8]) -> Vec<u8> {
         let now = clock::now();
         let directory = self.service.directory();

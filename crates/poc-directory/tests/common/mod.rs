@@ -407,6 +407,13 @@ impl Net {
         });
     }
 
+    pub fn stop_service(&mut self) {
+        if let Some(mut child) = self.service.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Writes `id`'s pocd.toml.
     pub fn node_config(&self, id: &str, auto_reply: bool) -> PathBuf {
         let poc = self.poc(id);
