@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Net, eventually, state_root};
+use common::{Net, eventually, report_target, state_root};
 use poc_control::{
     DirectoryEntryView, DirectoryStatusView, DirectorySyncView, OutboxView, PingView, Request,
     SendAccepted, SendRequest, ThreadSummary,
@@ -573,19 +573,14 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     // is down for the whole campaign.
     net.start_node("KEN.cert", false);
     net.manager(&["campaign", "start"]);
-    let report = |net: &Net| -> serde_json::Value {
-        let config = net.service_config.display().to_string();
-        let out = net.directory_cli(&["campaign", "report", "--json", "--config", &config]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    };
     eventually("four replies", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["totals"]["replied"] == 4).then_some(())
     });
     // KEN.mfa's node is down: after the first failed attempt (10 s
     // handshake timeout) it counts as unreachable; delivery is still retried.
     eventually("KEN.mfa to count as unreachable", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["totals"]["unreachable"] == 1).then_some(())
     });
     // KEN.cert's operator sees the ping, unanswered.
@@ -600,7 +595,7 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     // KEN.cert is reminded.
     net.set_clock(40 * 3600);
     eventually("the reminder to KEN.cert", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         r["targets"]
             .as_array()
             .unwrap()
@@ -617,22 +612,14 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r = eventually("the late reply", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["totals"]["replied_late"] == 1).then_some(r)
     });
     assert_eq!(r["totals"]["replied"], 4);
     assert_eq!(r["totals"]["unreachable"], 1);
     assert_eq!(r["totals"]["targets"], 6);
     assert!((r["totals"]["response_rate"].as_f64().unwrap() - 5.0 / 6.0).abs() < 1e-9);
-    let line = |id: &str| {
-        r["targets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["poc_id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let line = |id: &str| report_target(&r, id);
     assert_eq!(line("KEN.cert")["outcome"], "replied-late");
     assert!(line("KEN.cert")["reply_after_seconds"].as_u64().unwrap() >= 50 * 3600);
     assert_eq!(line("KEN.mfa")["outcome"], "unreachable");
@@ -655,7 +642,7 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
     let first = r["campaign"].clone();
     net.set_clock(183 * 24 * 3600);
     let next = eventually("the next scheduled campaign", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["campaign"] != first && r["totals"]["replied"] == 4).then_some(r)
     });
     assert_eq!(next["totals"]["targets"], 6);
@@ -908,33 +895,21 @@ fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
     let mut net = Net::new(&six()[..3]);
     net.publish_all();
     // The manager's ping identity and the nodes share one relay.
-    let relay = net.start_relay();
-    let mut config = std::fs::read_to_string(&net.service_config).unwrap();
-    config.push_str(&relay);
-    std::fs::write(&net.service_config, config).unwrap();
-    net.node_extra = relay;
+    net.share_a_relay();
     net.start_service();
     net.start_node("EST.cert", true);
     net.start_node("EST.mfa", true);
     // FRA.cert's node is offline when the campaign starts: its ping waits,
     // sealed, in its relay mailbox.
     net.manager(&["campaign", "start"]);
-    let report = |net: &Net| -> serde_json::Value {
-        let config = net.service_config.display().to_string();
-        let out = net.directory_cli(&["campaign", "report", "--json", "--config", &config]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    };
-    let target = |r: &serde_json::Value, id: &str| -> serde_json::Value {
-        r["targets"]
-            .as_array()
-            .and_then(|t| t.iter().find(|t| t["poc_id"] == id).cloned())
-            .unwrap_or(serde_json::Value::Null)
-    };
     eventually("the ping to FRA.cert deposited at the relay", || {
-        let r = report(&net);
-        (!target(&r, "FRA.cert")["delivered_at"].is_null()).then_some(())
+        let r = net.campaign_report();
+        (!report_target(&r, "FRA.cert")["delivered_at"].is_null()).then_some(())
     });
-    assert_eq!(target(&report(&net), "FRA.cert")["outcome"], "awaiting");
+    assert_eq!(
+        report_target(&net.campaign_report(), "FRA.cert")["outcome"],
+        "awaiting"
+    );
     let log = std::fs::read_to_string(net.path().join("service.log")).unwrap();
     assert!(
         log.contains("ping deposited at a relay") && log.contains("FRA.cert"),
@@ -943,10 +918,10 @@ fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
     // FRA.cert comes back, takes the ping from the relay and answers it.
     net.start_node("FRA.cert", true);
     let r = eventually("three replies", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["totals"]["replied"] == 3).then_some(r)
     });
-    assert_eq!(target(&r, "FRA.cert")["outcome"], "replied");
+    assert_eq!(report_target(&r, "FRA.cert")["outcome"], "replied");
     assert_eq!(r["totals"]["unreachable"], 0);
 }
 
@@ -954,11 +929,7 @@ fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
 fn a_reply_that_cannot_reach_the_service_goes_through_the_relay_and_is_counted() {
     let mut net = Net::new(&six()[..3]);
     net.publish_all();
-    let relay = net.start_relay();
-    let mut config = std::fs::read_to_string(&net.service_config).unwrap();
-    config.push_str(&relay);
-    std::fs::write(&net.service_config, config).unwrap();
-    net.node_extra = relay;
+    net.share_a_relay();
     net.start_service();
     net.start_node("EST.cert", true);
     net.start_node("EST.mfa", true);
@@ -996,23 +967,11 @@ fn a_reply_that_cannot_reach_the_service_goes_through_the_relay_and_is_counted()
     // Back up, the service takes its mail from the relay and counts the
     // reply; the mailbox is emptied.
     net.start_service();
-    let report = |net: &Net| -> serde_json::Value {
-        let config = net.service_config.display().to_string();
-        let out = net.directory_cli(&["campaign", "report", "--json", "--config", &config]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    };
     let r = eventually("three replies", || {
-        let r = report(&net);
+        let r = net.campaign_report();
         (r["totals"]["replied"] == 3).then_some(r)
     });
-    let fra = r["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["poc_id"] == "FRA.cert")
-        .unwrap()
-        .clone();
-    assert_eq!(fra["outcome"], "replied");
+    assert_eq!(report_target(&r, "FRA.cert")["outcome"], "replied");
     let log = std::fs::read_to_string(net.path().join("service.log")).unwrap();
     assert!(log.contains("mail taken from relay"), "{log}");
 }

@@ -407,6 +407,23 @@ impl Net {
         });
     }
 
+    /// `poc-directory campaign report --json` (Null until there is one).
+    pub fn campaign_report(&self) -> serde_json::Value {
+        let config = self.service_config.display().to_string();
+        let out = self.directory_cli(&["campaign", "report", "--json", "--config", &config]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Starts a relay and pins it for the service's ping identity and for
+    /// every node started afterwards.
+    pub fn share_a_relay(&mut self) {
+        let relay = self.start_relay();
+        let mut config = std::fs::read_to_string(&self.service_config).unwrap();
+        config.push_str(&relay);
+        std::fs::write(&self.service_config, config).unwrap();
+        self.node_extra = relay;
+    }
+
     pub fn stop_service(&mut self) {
         if let Some(mut child) = self.service.take() {
             let _ = child.kill();
@@ -519,6 +536,14 @@ impl Drop for Net {
             }
         }
     }
+}
+
+/// The line of `id` in a campaign report (Null if absent).
+pub fn report_target(report: &serde_json::Value, id: &str) -> serde_json::Value {
+    report["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["poc_id"] == id).cloned())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Polls `check` until it returns Some, for at most 30 s.

@@ -76,6 +76,63 @@ pub fn seed(label: &str) -> [u8; 32] {
     d.as_ref().try_into().unwrap()
 }
 
+/// What a test node needs before it is certified: its port, identity seed,
+/// directory (with its key files written) and certificate body.
+pub struct NewPoc {
+    pub port: u16,
+    pub identity: [u8; 32],
+    pub dir: PathBuf,
+    pub body: CertificateBody,
+}
+
+/// Keys derived from `id`, a free port, key files under `root/id`, and a
+/// certificate body valid 30 days with a direct endpoint on that port.
+pub fn new_poc(root: &std::path::Path, id: &str, issuer: Issuer, role: Role) -> NewPoc {
+    let identity = seed(&format!("identity {id}"));
+    let prekey_seed = seed(&format!("prekey {id}"));
+    let port = free_port();
+    let now = now();
+    let body = CertificateBody {
+        poc_id: PocId::new(id).unwrap(),
+        issuer,
+        role,
+        identity_key: IdentityKeyPair::from_secret_bytes(&identity).public(),
+        prekey: Prekey {
+            id: PrekeyId(u64::from(port)),
+            public: PrekeySecret::from_secret_bytes(&prekey_seed).public(),
+            valid_from: now.minus(Seconds::DAY),
+            valid_until: now.plus(Seconds::days(30)),
+        },
+        valid_from: now.minus(Seconds::DAY),
+        valid_until: now.plus(Seconds::days(30)),
+        endpoints: vec![Endpoint::Direct {
+            address: format!("127.0.0.1:{port}"),
+        }],
+    };
+    let dir = root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    poc_keyfile::write_secret(
+        &dir.join("identity.key"),
+        poc_keyfile::KeyKind::Identity,
+        Some(id),
+        &identity,
+    )
+    .unwrap();
+    poc_keyfile::write_secret(
+        &dir.join("prekey.key"),
+        poc_keyfile::KeyKind::Prekey,
+        Some(id),
+        &prekey_seed,
+    )
+    .unwrap();
+    NewPoc {
+        port,
+        identity,
+        dir,
+        body,
+    }
+}
+
 impl Cluster {
     /// Sets up keys, certificates, configs and a signed directory for
     /// `listed` PoCs, plus `unlisted` ones that have keys and configs but are
@@ -92,51 +149,19 @@ impl Cluster {
         .unwrap();
         let mut roots = BTreeMap::new();
         let mut pocs = BTreeMap::new();
-        let now = now();
         for (id, role) in listed.iter().chain(unlisted) {
             let poc = PocId::new(*id).unwrap();
             let state = StateCode::new(&id[..3]).unwrap();
             let root_key = roots.entry(state).or_insert_with(|| {
                 StateRootKeyPair::from_secret_bytes(&seed(&format!("root {state}")))
             });
-            let identity = seed(&format!("identity {id}"));
-            let prekey_seed = seed(&format!("prekey {id}"));
-            let prekey_secret = PrekeySecret::from_secret_bytes(&prekey_seed);
-            let port = free_port();
-            let body = CertificateBody {
-                poc_id: poc.clone(),
-                issuer: Issuer::State(state),
-                role: *role,
-                identity_key: IdentityKeyPair::from_secret_bytes(&identity).public(),
-                prekey: Prekey {
-                    id: PrekeyId(u64::from(port)),
-                    public: prekey_secret.public(),
-                    valid_from: now.minus(Seconds::DAY),
-                    valid_until: now.plus(Seconds::days(30)),
-                },
-                valid_from: now.minus(Seconds::DAY),
-                valid_until: now.plus(Seconds::days(30)),
-                endpoints: vec![Endpoint::Direct {
-                    address: format!("127.0.0.1:{port}"),
-                }],
-            };
+            let NewPoc {
+                port,
+                identity,
+                dir,
+                body,
+            } = new_poc(root.path(), id, Issuer::State(state), *role);
             let certificate = PocCertificate::issue_by_state(&body, root_key).unwrap();
-            let dir = root.path().join(id);
-            std::fs::create_dir_all(&dir).unwrap();
-            poc_keyfile::write_secret(
-                &dir.join("identity.key"),
-                poc_keyfile::KeyKind::Identity,
-                Some(id),
-                &identity,
-            )
-            .unwrap();
-            poc_keyfile::write_secret(
-                &dir.join("prekey.key"),
-                poc_keyfile::KeyKind::Prekey,
-                Some(id),
-                &prekey_seed,
-            )
-            .unwrap();
             std::fs::write(
                 dir.join("pocd.toml"),
                 format!(

@@ -13,56 +13,28 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use poc_proto::certificate::{CertificateBody, Endpoint, PocCertificate, Prekey, PrekeyId};
-use poc_proto::keys::{IdentityKeyPair, ManagerKeyPair, PrekeySecret};
-use poc_proto::{Issuer, PocId, Role, Seconds};
+use poc_proto::certificate::PocCertificate;
+use poc_proto::keys::ManagerKeyPair;
+use poc_proto::{Issuer, PocId, Role};
 
-use crate::common::{Cluster, PocSetup, free_port, now, seed};
+use crate::common::{Cluster, NewPoc, PocSetup, new_poc, seed};
 
 /// Adds the directory manager's ping identity `id` (certified by the
 /// manager key) to the cluster and re-signs its directory with it.
 pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
     let manager = ManagerKeyPair::from_secret_bytes(&seed("manager"));
-    let poc = PocId::new(id).unwrap();
-    let identity = seed(&format!("identity {id}"));
-    let prekey_seed = seed(&format!("prekey {id}"));
-    let prekey_secret = PrekeySecret::from_secret_bytes(&prekey_seed);
-    let port = free_port();
-    let now = now();
-    let body = CertificateBody {
-        poc_id: poc.clone(),
-        issuer: Issuer::DirectoryManager,
-        role: Role::DirectoryManager,
-        identity_key: IdentityKeyPair::from_secret_bytes(&identity).public(),
-        prekey: Prekey {
-            id: PrekeyId(u64::from(port)),
-            public: prekey_secret.public(),
-            valid_from: now.minus(Seconds::DAY),
-            valid_until: now.plus(Seconds::days(30)),
-        },
-        valid_from: now.minus(Seconds::DAY),
-        valid_until: now.plus(Seconds::days(30)),
-        endpoints: vec![Endpoint::Direct {
-            address: format!("127.0.0.1:{port}"),
-        }],
-    };
+    let NewPoc {
+        port,
+        identity,
+        dir,
+        body,
+    } = new_poc(
+        cluster.root.path(),
+        id,
+        Issuer::DirectoryManager,
+        Role::DirectoryManager,
+    );
     let certificate = PocCertificate::issue_by_manager(&body, &manager).unwrap();
-    let dir = cluster.root.path().join(id);
-    std::fs::create_dir_all(&dir).unwrap();
-    poc_keyfile::write_secret(
-        &dir.join("identity.key"),
-        poc_keyfile::KeyKind::Identity,
-        Some(id),
-        &identity,
-    )
-    .unwrap();
-    poc_keyfile::write_secret(
-        &dir.join("prekey.key"),
-        poc_keyfile::KeyKind::Prekey,
-        Some(id),
-        &prekey_seed,
-    )
-    .unwrap();
     // Same configuration as the State nodes of `common`, on its own port.
     let state_config =
         std::fs::read_to_string(cluster.pocs.values().next().unwrap().config()).unwrap();
@@ -83,7 +55,7 @@ pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
     cluster.pocs.insert(
         id.to_owned(),
         PocSetup {
-            id: poc,
+            id: PocId::new(id).unwrap(),
             role: Role::DirectoryManager,
             port,
             dir,
