@@ -47,8 +47,9 @@
 //!   Rejected) entry in the same transaction, and acknowledge only after the
 //!   commit returns. An `OpenError::ReplayCache` is a storage failure: abort
 //!   the transaction ([`StoreError::Aborted`]) and do not acknowledge.
-//! - Send: append the Sent entry and [`Tx::outbox_enqueue`] the envelope in
-//!   one transaction; then drive deliveries from [`Reader::outbox_due`],
+//! - Send: [`Tx::record_send`] appends the Sent entry and queues its
+//!   envelope (kept once, in the record) in one transaction; then drive
+//!   deliveries from [`Reader::outbox_due`],
 //!   waking at [`Reader::next_outbox_attempt`] or
 //!   [`Reader::next_outbox_expiry`], and report what [`Tx::outbox_expire`]
 //!   returns.
@@ -77,7 +78,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use error::StoreError;
-pub use outbox::{NewOutboxItem, OutboxId, OutboxItem, OutboxStatus};
+pub use outbox::{DueItem, NewOutboxItem, OutboxId, OutboxItem, OutboxStatus};
 pub use record::{
     GENESIS_PREV_HASH, NewEntry, ProblemKind, RecordEntry, RecordEvent, RecordHead, RecordProblem,
     RecordSummary, VerifyReport, entry_hash,

@@ -8,9 +8,9 @@ use poc_proto::{MessageId, PocId, ThreadId, Timestamp};
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::sql::{
-    get_message_id, get_opt_time, get_poc, get_thread_id, get_time, get_u64, time_sat,
+    get_message_id, get_opt_time, get_poc, get_thread_id, get_time, get_u64, int_exact, time_sat,
 };
-use crate::{Reader, StoreError, Tx};
+use crate::{NewEntry, Reader, RecordEvent, StoreError, Tx};
 
 /// An outbox item's id (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,31 +64,20 @@ impl std::fmt::Display for OutboxStatus {
     }
 }
 
-/// An envelope to queue for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The delivery schedule of a message to send (see [`Tx::record_send`]);
+/// everything else about the item comes from its Sent entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NewOutboxItem {
-    /// The message id (unique in the outbox).
-    pub message_id: MessageId,
-    /// The thread id.
-    pub thread_id: ThreadId,
-    /// The recipient PoC.
-    pub recipient: PocId,
-    /// The sealed envelope.
-    pub envelope: Vec<u8>,
-    /// The message kind's name.
-    pub kind: String,
-    /// When it was queued.
-    pub created_at: Timestamp,
     /// The envelope's expiry: after it, the item expires undelivered.
     pub expires_at: Timestamp,
-    /// The first attempt (usually `created_at`).
+    /// The first attempt (usually the message's creation time).
     pub next_attempt_at: Timestamp,
 }
 
-/// A stored outbox item.
+/// A stored outbox item. Its message fields are read from its Sent entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxItem {
-    /// Its id.
+    /// Its id: the seq of the message's Sent entry in the record.
     pub id: OutboxId,
     /// The message id.
     pub message_id: MessageId,
@@ -96,11 +85,9 @@ pub struct OutboxItem {
     pub thread_id: ThreadId,
     /// The recipient PoC.
     pub recipient: PocId,
-    /// The sealed envelope.
-    pub envelope: Vec<u8>,
     /// The message kind's name.
     pub kind: String,
-    /// When it was queued.
+    /// When it was queued (the Sent entry's time).
     pub created_at: Timestamp,
     /// The envelope's expiry.
     pub expires_at: Timestamp,
@@ -120,6 +107,15 @@ pub struct OutboxItem {
     pub finished_at: Option<Timestamp>,
 }
 
+/// A pending item due for an attempt, with the envelope to hand over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueItem {
+    /// The item.
+    pub item: OutboxItem,
+    /// The sealed envelope, as its Sent entry holds it.
+    pub envelope: Vec<u8>,
+}
+
 impl OutboxItem {
     fn from_row(row: &Row<'_>) -> Result<OutboxItem, StoreError> {
         let status: String = row.get("status")?;
@@ -128,7 +124,6 @@ impl OutboxItem {
             message_id: get_message_id(row, "message_id")?,
             thread_id: get_thread_id(row, "thread_id")?,
             recipient: get_poc(row, "recipient")?,
-            envelope: row.get("envelope")?,
             kind: row.get("kind")?,
             created_at: get_time(row, "created_at")?,
             expires_at: get_time(row, "expires_at")?,
@@ -144,9 +139,13 @@ impl OutboxItem {
     }
 }
 
-const COLUMNS: &str = "id, message_id, thread_id, recipient, envelope, kind, created_at, \
-     expires_at, next_attempt_at, status, attempts, last_error, delivered_via, delivered_at, \
-     finished_at";
+/// An item joined with its Sent entry (`o` the outbox row, `r` the entry).
+/// The entry's columns read here sit before its envelope in the row, so
+/// listing the outbox does not read envelopes.
+const COLUMNS: &str = "o.id, r.message_id, r.thread_id, r.peer AS recipient, r.kind, \
+     r.at AS created_at, o.expires_at, o.next_attempt_at, o.status, o.attempts, o.last_error, \
+     o.delivered_via, o.delivered_at, o.finished_at";
+const JOINED: &str = "outbox o JOIN record r ON r.seq = o.id";
 
 impl Reader<'_> {
     fn outbox_query(
@@ -165,23 +164,31 @@ impl Reader<'_> {
 
     /// Up to `limit` pending items whose next attempt is due at `now` and
     /// whose envelope has not expired, most overdue first (then in queue
-    /// order). Expired ones are left for [`Tx::outbox_expire`].
-    pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<OutboxItem>, StoreError> {
-        self.outbox_query(
-            &format!(
-                "SELECT {COLUMNS} FROM outbox \
-                 WHERE status = 'pending' AND next_attempt_at <= ?1 AND expires_at >= ?1 \
-                 ORDER BY next_attempt_at, id LIMIT ?2"
-            ),
-            params![time_sat(now), limit],
-        )
+    /// order), each with its envelope. Expired ones are left for
+    /// [`Tx::outbox_expire`]; one whose envelope was purged from the record
+    /// (see [`Tx::record_purge_exercise`], which fails it) is never due.
+    pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueItem>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {COLUMNS}, r.envelope FROM {JOINED} WHERE o.status = 'pending' AND o.next_attempt_at <= ?1 \
+                 AND o.expires_at >= ?1 AND r.envelope IS NOT NULL \
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2"
+        ))?;
+        let mut rows = stmt.query(params![time_sat(now), limit])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push(DueItem {
+                item: OutboxItem::from_row(row)?,
+                envelope: row.get("envelope")?,
+            });
+        }
+        Ok(out)
     }
 
     /// The item with this id.
     pub fn outbox_get(&self, id: OutboxId) -> Result<Option<OutboxItem>, StoreError> {
         Ok(self
             .outbox_query(
-                &format!("SELECT {COLUMNS} FROM outbox WHERE id = ?1"),
+                &format!("SELECT {COLUMNS} FROM {JOINED} WHERE o.id = ?1"),
                 [id.0],
             )?
             .into_iter()
@@ -195,7 +202,9 @@ impl Reader<'_> {
     ) -> Result<Option<OutboxItem>, StoreError> {
         Ok(self
             .outbox_query(
-                &format!("SELECT {COLUMNS} FROM outbox WHERE message_id = ?1"),
+                &format!(
+                    "SELECT {COLUMNS} FROM {JOINED} WHERE r.message_id = ?1 AND r.event = 'sent'"
+                ),
                 [&message_id.0[..]],
             )?
             .into_iter()
@@ -206,10 +215,10 @@ impl Reader<'_> {
     pub fn outbox_list(&self, status: Option<OutboxStatus>) -> Result<Vec<OutboxItem>, StoreError> {
         match status {
             Some(status) => self.outbox_query(
-                &format!("SELECT {COLUMNS} FROM outbox WHERE status = ?1 ORDER BY id"),
+                &format!("SELECT {COLUMNS} FROM {JOINED} WHERE o.status = ?1 ORDER BY o.id"),
                 [status.as_str()],
             ),
-            None => self.outbox_query(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"), []),
+            None => self.outbox_query(&format!("SELECT {COLUMNS} FROM {JOINED} ORDER BY o.id"), []),
         }
     }
 
@@ -240,33 +249,60 @@ impl Reader<'_> {
 }
 
 impl Tx<'_> {
-    /// Queues an envelope. Refuses a message id already in the outbox
-    /// ([`StoreError::OutboxDuplicate`]).
-    pub fn outbox_enqueue(&mut self, item: NewOutboxItem) -> Result<OutboxId, StoreError> {
-        let exists: bool = self
-            .conn()
-            .prepare_cached("SELECT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1)")?
-            .query_row([&item.message_id.0[..]], |row| row.get(0))?;
-        if exists {
-            return Err(StoreError::OutboxDuplicate(item.message_id));
+    /// Appends `sent`, the Sent entry of a sealed message, to the record and
+    /// queues its envelope for delivery to the entry's peer, in this
+    /// transaction; the item's id is the entry's seq. The envelope is kept
+    /// once, in the record: the outbox holds only the schedule.
+    ///
+    /// Refuses an entry that is not a Sent entry with a recipient, message
+    /// and thread ids, a kind and an envelope ([`StoreError::Invalid`]), and
+    /// a message id already queued ([`StoreError::OutboxDuplicate`]).
+    pub fn record_send(
+        &mut self,
+        sent: NewEntry,
+        item: NewOutboxItem,
+    ) -> Result<OutboxId, StoreError> {
+        let missing = [
+            (sent.event != RecordEvent::Sent, "a Sent event"),
+            (sent.peer.is_none(), "a recipient"),
+            (sent.thread_id.is_none(), "a thread id"),
+            (sent.kind.is_none(), "a kind"),
+            (sent.envelope.is_none(), "an envelope"),
+        ]
+        .into_iter()
+        .find_map(|(missing, what)| missing.then_some(what));
+        let Some(message_id) = sent.message_id else {
+            return Err(StoreError::Invalid(
+                "a message to send needs a message id".into(),
+            ));
+        };
+        if let Some(what) = missing {
+            return Err(StoreError::Invalid(format!(
+                "a message to send needs {what} in its record entry"
+            )));
         }
+        let queued: bool = self
+            .conn()
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM record r JOIN outbox o ON o.id = r.seq \
+                 WHERE r.message_id = ?1 AND r.event = 'sent')",
+            )?
+            .query_row([&message_id.0[..]], |row| row.get(0))?;
+        if queued {
+            return Err(StoreError::OutboxDuplicate(message_id));
+        }
+        let entry = self.record_append(sent)?;
+        let id = int_exact("record seq", entry.seq)?;
         self.conn()
             .prepare_cached(
-                "INSERT INTO outbox (message_id, thread_id, recipient, envelope, kind, \
-                     created_at, expires_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO outbox (id, expires_at, next_attempt_at) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![
-                &item.message_id.0[..],
-                &item.thread_id.0[..],
-                item.recipient.as_str(),
-                item.envelope,
-                item.kind,
-                time_sat(item.created_at),
+                id,
                 time_sat(item.expires_at),
                 time_sat(item.next_attempt_at),
             ])?;
-        Ok(OutboxId(self.conn().last_insert_rowid()))
+        Ok(OutboxId(id))
     }
 
     /// Runs a status change on a pending item: `Ok(true)` if it applied,
@@ -347,10 +383,7 @@ impl Tx<'_> {
     pub fn outbox_expire(&mut self, now: Timestamp) -> Result<Vec<OutboxItem>, StoreError> {
         let now_sql = time_sat(now);
         let mut expired = self.outbox_query(
-            &format!(
-                "SELECT {COLUMNS} FROM outbox WHERE status = 'pending' AND expires_at < ?1 \
-                 ORDER BY id"
-            ),
+            &format!("SELECT {COLUMNS} FROM {JOINED} WHERE o.status = 'pending' AND o.expires_at < ?1 ORDER BY o.id"),
             [now_sql],
         )?;
         let changed = self

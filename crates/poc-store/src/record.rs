@@ -45,7 +45,7 @@ use ring::digest::{Context, SHA256};
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params};
 
-use crate::sql::{get_array, get_opt_array, get_opt_poc, get_time, get_u64, int_exact};
+use crate::sql::{get_array, get_opt_array, get_opt_poc, get_time, get_u64, int_exact, time_sat};
 use crate::{Reader, StoreError, Tx};
 
 /// The `prev_hash` of the first entry.
@@ -903,6 +903,14 @@ impl Tx<'_> {
                 "purge of {exercise:?}: counted {count} entries, changed {changed}"
             )));
         }
+        // An undelivered message of the exercise lost its envelope with the
+        // purge: it can no longer be sent, and says so.
+        self.conn().execute(
+            "UPDATE outbox SET status = 'failed', finished_at = ?2, \
+                 last_error = 'the exercise was purged before delivery' \
+             WHERE status = 'pending' AND id IN (SELECT seq FROM record WHERE purged_by = ?1)",
+            params![purge_seq, time_sat(at)],
+        )?;
         self.wipe_after_commit();
         Ok(count)
     }

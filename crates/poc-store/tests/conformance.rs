@@ -16,7 +16,9 @@ use poc_proto::envelope::ReplayCache;
 use poc_proto::keys::PrekeySecret;
 use poc_proto::testkit::DeterministicRandom;
 use poc_proto::{Seconds, Timestamp};
-use poc_store::{NewOutboxItem, OutboxId, OutboxStatus, Store, StoreError};
+use poc_store::{
+    NewEntry, NewOutboxItem, OutboxId, OutboxStatus, RecordEvent, Store, StoreError, Tx,
+};
 
 /// Runs `case` on a fresh in-memory store and on a fresh file store.
 fn on_both(case: impl Fn(&mut Store)) {
@@ -84,18 +86,30 @@ fn replay_insert_contains_prune() {
 // ---------------------------------------------------------------------------
 // Outbox
 
-fn item(n: u8, next_attempt: u64, expires: u64) -> NewOutboxItem {
-    NewOutboxItem {
-        message_id: message_id(n),
-        thread_id: thread_id(n),
-        recipient: poc(if n.is_multiple_of(2) {
+/// Records message `n` as sent and queues it: recipient FRA.cert for even
+/// `n`, KEN.cert for odd, envelope `[n; 64]`.
+fn send(tx: &mut Tx<'_>, n: u8, next_attempt: u64, expires: u64) -> Result<OutboxId, StoreError> {
+    tx.record_send(sent(n), schedule(next_attempt, expires))
+}
+
+fn sent(n: u8) -> NewEntry {
+    NewEntry {
+        peer: Some(poc(if n.is_multiple_of(2) {
             "FRA.cert"
         } else {
             "KEN.cert"
-        }),
-        envelope: vec![n; 64],
-        kind: "inquiry".into(),
-        created_at: at(u64::from(n)),
+        })),
+        message_id: Some(message_id(n)),
+        thread_id: Some(thread_id(n)),
+        kind: Some("inquiry".into()),
+        envelope: Some(vec![n; 64]),
+        content: Some(vec![n; 32]),
+        ..NewEntry::new(at(u64::from(n)), RecordEvent::Sent)
+    }
+}
+
+fn schedule(next_attempt: u64, expires: u64) -> NewOutboxItem {
+    NewOutboxItem {
         expires_at: at(expires),
         next_attempt_at: at(next_attempt),
     }
@@ -107,19 +121,27 @@ fn outbox_due_order_and_limit() {
         let ids = store
             .transaction(|tx| {
                 Ok([
-                    tx.outbox_enqueue(item(1, 30, 10_000))?,
-                    tx.outbox_enqueue(item(2, 10, 10_000))?,
-                    tx.outbox_enqueue(item(3, 10, 10_000))?,
-                    tx.outbox_enqueue(item(4, 500, 10_000))?,
+                    send(tx, 1, 30, 10_000)?,
+                    send(tx, 2, 10, 10_000)?,
+                    send(tx, 3, 10, 10_000)?,
+                    send(tx, 4, 500, 10_000)?,
                 ])
             })
             .unwrap();
         store
             .read(|r| {
-                let due: Vec<OutboxId> = r.outbox_due(at(100), 10)?.iter().map(|i| i.id).collect();
+                let due: Vec<OutboxId> = r
+                    .outbox_due(at(100), 10)?
+                    .iter()
+                    .map(|d| d.item.id)
+                    .collect();
                 // Most overdue first, then queue order; item 4 is not due.
                 assert_eq!(due, [ids[1], ids[2], ids[0]]);
-                let due: Vec<OutboxId> = r.outbox_due(at(100), 2)?.iter().map(|i| i.id).collect();
+                let due: Vec<OutboxId> = r
+                    .outbox_due(at(100), 2)?
+                    .iter()
+                    .map(|d| d.item.id)
+                    .collect();
                 assert_eq!(due, [ids[1], ids[2]]);
                 assert!(r.outbox_due(at(9), 10)?.is_empty());
                 assert_eq!(r.next_outbox_attempt()?, Some(at(10)));
@@ -127,16 +149,16 @@ fn outbox_due_order_and_limit() {
                 let first = r.outbox_get(ids[0])?.unwrap();
                 assert_eq!(first.status, OutboxStatus::Pending);
                 assert_eq!(first.attempts, 0);
-                assert_eq!(first.envelope, vec![1; 64]);
+                assert_eq!(first.created_at, at(1));
+                let due = r.outbox_due(at(100), 10)?;
+                assert_eq!((due[2].item.id, &due[2].envelope), (ids[0], &vec![1; 64]));
                 assert_eq!(first.recipient, poc("KEN.cert"));
                 assert_eq!(r.outbox_by_message(message_id(4))?.unwrap().id, ids[3]);
                 assert!(r.outbox_get(OutboxId(999))?.is_none());
                 Ok(())
             })
             .unwrap();
-        let err = store
-            .transaction(|tx| tx.outbox_enqueue(item(1, 0, 1)))
-            .unwrap_err();
+        let err = store.transaction(|tx| send(tx, 1, 0, 1)).unwrap_err();
         assert!(matches!(err, StoreError::OutboxDuplicate(id) if id == message_id(1)));
     });
 }
@@ -147,9 +169,9 @@ fn outbox_lifecycle_reschedule_deliver_fail() {
         let (a, b, c) = store
             .transaction(|tx| {
                 Ok((
-                    tx.outbox_enqueue(item(1, 0, 10_000))?,
-                    tx.outbox_enqueue(item(2, 0, 10_000))?,
-                    tx.outbox_enqueue(item(3, 0, 10_000))?,
+                    send(tx, 1, 0, 10_000)?,
+                    send(tx, 2, 0, 10_000)?,
+                    send(tx, 3, 0, 10_000)?,
                 ))
             })
             .unwrap();
@@ -167,7 +189,11 @@ fn outbox_lifecycle_reschedule_deliver_fail() {
                 assert_eq!(item.attempts, 2);
                 assert_eq!(item.last_error.as_deref(), Some("timed out"));
                 assert_eq!(item.next_attempt_at, at(180));
-                let due: Vec<OutboxId> = r.outbox_due(at(100), 10)?.iter().map(|i| i.id).collect();
+                let due: Vec<OutboxId> = r
+                    .outbox_due(at(100), 10)?
+                    .iter()
+                    .map(|d| d.item.id)
+                    .collect();
                 assert_eq!(due, [b, c]);
                 assert_eq!(r.next_outbox_attempt()?, Some(at(0)));
                 Ok(())
@@ -231,9 +257,9 @@ fn outbox_expire_reports_each_expired_item_once() {
         let (a, b, c) = store
             .transaction(|tx| {
                 Ok((
-                    tx.outbox_enqueue(item(1, 0, 100))?,
-                    tx.outbox_enqueue(item(2, 0, 200))?,
-                    tx.outbox_enqueue(item(3, 0, 100))?,
+                    send(tx, 1, 0, 100)?,
+                    send(tx, 2, 0, 200)?,
+                    send(tx, 3, 0, 100)?,
                 ))
             })
             .unwrap();
@@ -282,9 +308,7 @@ fn outbox_expire_reports_each_expired_item_once() {
 #[test]
 fn outbox_survives_reopen_mid_lifecycle() {
     let (_dir, path, mut store) = temp_store();
-    let id = store
-        .transaction(|tx| tx.outbox_enqueue(item(1, 0, 10_000)))
-        .unwrap();
+    let id = store.transaction(|tx| send(tx, 1, 0, 10_000)).unwrap();
     store
         .transaction(|tx| tx.outbox_reschedule(id, at(60), "no route"))
         .unwrap();
@@ -300,10 +324,101 @@ fn outbox_survives_reopen_mid_lifecycle() {
             tx.outbox_prune_finished(at(62))
         })
         .unwrap();
-    let next = store
-        .transaction(|tx| tx.outbox_enqueue(self::item(2, 0, 10_000)))
-        .unwrap();
+    let next = store.transaction(|tx| send(tx, 2, 0, 10_000)).unwrap();
     assert!(next > id);
+}
+
+#[test]
+fn record_send_refuses_an_entry_it_cannot_deliver() {
+    on_both(|store| {
+        let cases: [(&str, NewEntry); 4] = [
+            (
+                "a Sent event",
+                NewEntry {
+                    event: RecordEvent::Received,
+                    ..sent(1)
+                },
+            ),
+            (
+                "a message id",
+                NewEntry {
+                    message_id: None,
+                    ..sent(1)
+                },
+            ),
+            (
+                "a recipient",
+                NewEntry {
+                    peer: None,
+                    ..sent(1)
+                },
+            ),
+            (
+                "an envelope",
+                NewEntry {
+                    envelope: None,
+                    ..sent(1)
+                },
+            ),
+        ];
+        for (needs, entry) in cases {
+            let err = store
+                .transaction(|tx| tx.record_send(entry, schedule(0, 100)))
+                .unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Invalid(m) if m.contains(needs)),
+                "{needs}: {err}"
+            );
+        }
+        // Nothing was recorded or queued.
+        assert!(store.read(|r| r.record_head()).unwrap().is_none());
+        assert!(store.read(|r| r.outbox_list(None)).unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_purged_exercise_fails_its_undelivered_messages() {
+    on_both(|store| {
+        let exercise = |n| NewEntry {
+            exercise: Some("EX-1".into()),
+            ..sent(n)
+        };
+        let (a, b, real) = store
+            .transaction(|tx| {
+                Ok((
+                    tx.record_send(exercise(1), schedule(0, 10_000))?,
+                    tx.record_send(exercise(2), schedule(0, 10_000))?,
+                    send(tx, 3, 0, 10_000)?,
+                ))
+            })
+            .unwrap();
+        store
+            .transaction(|tx| {
+                tx.outbox_mark_delivered(b, "direct", at(10))?;
+                tx.record_purge_exercise("EX-1", at(20))
+            })
+            .unwrap();
+        store
+            .read(|r| {
+                let a = r.outbox_get(a)?.unwrap();
+                assert_eq!(a.status, OutboxStatus::Failed);
+                assert_eq!(
+                    a.last_error.as_deref(),
+                    Some("the exercise was purged before delivery")
+                );
+                assert_eq!(a.finished_at, Some(at(20)));
+                // Delivered before the purge: left as it was.
+                assert_eq!(r.outbox_get(b)?.unwrap().status, OutboxStatus::Delivered);
+                let due: Vec<OutboxId> = r
+                    .outbox_due(at(100), 10)?
+                    .iter()
+                    .map(|d| d.item.id)
+                    .collect();
+                assert_eq!(due, [real]);
+                Ok(())
+            })
+            .unwrap();
+    });
 }
 
 // ---------------------------------------------------------------------------

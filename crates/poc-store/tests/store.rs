@@ -201,16 +201,20 @@ fn everything_survives_a_reopen() {
                 tx.record_append(sample_entry(n, RecordEvent::Received))?;
             }
             tx.replay_insert(&poc("KEN.cert"), message_id(1), Timestamp(T0.0 + 100))?;
-            tx.outbox_enqueue(NewOutboxItem {
-                message_id: message_id(9),
-                thread_id: thread_id(1),
-                recipient: poc("KEN.cert"),
-                envelope: vec![9; 300],
-                kind: "response".into(),
-                created_at: T0,
-                expires_at: Timestamp(T0.0 + 86_400),
-                next_attempt_at: T0,
-            })?;
+            tx.record_send(
+                NewEntry {
+                    peer: Some(poc("KEN.cert")),
+                    message_id: Some(message_id(9)),
+                    thread_id: Some(thread_id(1)),
+                    kind: Some("response".into()),
+                    envelope: Some(vec![9; 300]),
+                    ..NewEntry::new(T0, RecordEvent::Sent)
+                },
+                NewOutboxItem {
+                    expires_at: Timestamp(T0.0 + 86_400),
+                    next_attempt_at: T0,
+                },
+            )?;
             tx.prekey_put(
                 &prekey,
                 &poc_proto::keys::PrekeySecret::from_secret_bytes(&fra.prekey_seed),
@@ -226,7 +230,7 @@ fn everything_survives_a_reopen() {
     store
         .read(|r| {
             assert_eq!(r.setting_get("poc_id")?.as_deref(), Some("FRA.cert"));
-            assert_eq!(r.record_head()?.unwrap().seq, 3);
+            assert_eq!(r.record_head()?.unwrap().seq, 4);
             assert_eq!(r.record_get(2)?.unwrap(), {
                 let mut fresh = Store::open_in_memory()?;
                 fresh.transaction(|tx| {
@@ -236,7 +240,9 @@ fn everything_survives_a_reopen() {
             });
             assert!(r.replay_contains(&poc("KEN.cert"), message_id(1))?);
             let item = r.outbox_by_message(message_id(9))?.unwrap();
-            assert_eq!(item.envelope, vec![9; 300]);
+            assert_eq!(item.id.0, 4);
+            let due = r.outbox_due(T0, 1)?;
+            assert_eq!((due[0].item.id, &due[0].envelope), (item.id, &vec![9; 300]));
             let ring = r.prekeys_load()?;
             assert_eq!(ring.secret(prekey.id).unwrap().public(), prekey.public);
             assert_eq!(r.snapshot_latest()?.unwrap().bytes, b"snapshot seven");

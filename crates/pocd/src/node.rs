@@ -432,19 +432,12 @@ impl Node {
         let sealed = self.seal(&message)?;
         let entry = sent_entry(&message, &sealed);
         let envelope = sealed.into_bytes();
-        let item = outbox_item(
-            &message,
-            envelope.clone(),
-            self.config.delivery.message_ttl_hours,
-        );
+        let item = outbox_item(&message, self.config.delivery.message_ttl_hours);
         let message_id = message.header.message_id;
         let observed = message.clone();
         let outbox_id = self
             .db
-            .run(move |tx| {
-                tx.record_append(entry)?;
-                tx.outbox_enqueue(item)
-            })
+            .run(move |tx| tx.record_send(entry, item))
             .await
             .map_err(|e| ApiError::new(e.to_string(), Some("check the node's disk and logs")))?;
         self.observe(&observed, Direction::Sent);
@@ -581,7 +574,7 @@ impl Node {
                     let entry = sent_entry(&m, &sealed);
                     let ttl = self.config.delivery.message_ttl_hours;
                     let envelope = sealed.into_bytes();
-                    queued.push((entry, outbox_item(&m, envelope.clone(), ttl)));
+                    queued.push((entry, outbox_item(&m, ttl)));
                     answered.push((m, envelope));
                 }
                 // The message is still recorded; the operator sees no receipt went out.
@@ -642,8 +635,7 @@ impl Node {
                 tx.replay_insert(&sender, message_id, keep_until)?;
                 let mut ids = Vec::with_capacity(queued.len());
                 for (sent, item) in queued {
-                    tx.record_append(sent)?;
-                    ids.push(tx.outbox_enqueue(item)?);
+                    ids.push(tx.record_send(sent, item)?);
                 }
                 Ok((Arrival::Recorded, ids))
             })
@@ -789,8 +781,8 @@ impl Node {
                 .run(move |tx| tx.outbox_due(now, 64))
                 .await
                 .unwrap_or_default();
-            for item in due {
-                self.dispatch(Delivery::from(item));
+            for due in due {
+                self.dispatch(Delivery::from(due));
             }
             let next = self
                 .db
@@ -1065,13 +1057,13 @@ struct Delivery {
     attempts: u64,
 }
 
-impl From<poc_store::OutboxItem> for Delivery {
-    fn from(item: poc_store::OutboxItem) -> Self {
+impl From<poc_store::DueItem> for Delivery {
+    fn from(due: poc_store::DueItem) -> Self {
         Delivery {
-            id: item.id,
-            recipient: item.recipient,
-            envelope: item.envelope,
-            attempts: item.attempts,
+            id: due.item.id,
+            recipient: due.item.recipient,
+            envelope: due.envelope,
+            attempts: due.item.attempts,
         }
     }
 }
@@ -1115,14 +1107,8 @@ fn sent_entry(message: &Message, sealed: &poc_proto::envelope::SealedEnvelope) -
     }
 }
 
-fn outbox_item(message: &Message, envelope: Vec<u8>, ttl_hours: u64) -> NewOutboxItem {
+fn outbox_item(message: &Message, ttl_hours: u64) -> NewOutboxItem {
     NewOutboxItem {
-        message_id: message.header.message_id,
-        thread_id: message.header.thread_id,
-        recipient: message.header.recipient.clone(),
-        envelope,
-        kind: message.body.kind().to_string(),
-        created_at: message.header.created_at,
         expires_at: message.header.created_at.plus(Seconds::hours(ttl_hours)),
         next_attempt_at: message.header.created_at,
     }

@@ -389,8 +389,10 @@ fn record_verify_names_an_edited_a_deleted_and_a_swapped_entry() {
     let verify_after = |sql: &str| -> Vec<(u64, String)> {
         let backup = std::fs::read(&db).unwrap();
         {
-            // An attacker with the file first drops the guard triggers.
+            // An attacker with the file first drops the guard triggers and
+            // turns off the outbox's reference to the record.
             let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("PRAGMA foreign_keys = OFF;").unwrap();
             let triggers: Vec<String> = conn
                 .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
                 .unwrap()
