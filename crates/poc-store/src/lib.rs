@@ -6,8 +6,8 @@
 //!   and hash-chained so that an edited, deleted, reordered or truncated entry
 //!   is detected and named by [`Reader::record_verify`] (construction in
 //!   [`record`]);
-//! - the **replay cache** of `(sender, message id)` pairs ([`Tx`] implements
-//!   [`poc_proto::envelope::ReplayCache`]);
+//! - **replay detection** on the record itself
+//!   ([`Reader::record_received_from`]);
 //! - the **outbox** of pending deliveries with their retry schedule;
 //! - the node's **prekey secrets**;
 //! - **directory snapshots**, and a few key-value **settings**.
@@ -41,12 +41,11 @@
 //!   while a commit is in flight into the next [`Store::transaction`] (one
 //!   fsync per batch). Wrap each item in [`Tx::savepoint`] so that one bad
 //!   item does not undo the batch.
-//! - Receive: open the envelope with the transaction itself as the replay
-//!   cache (`recipient.open(bytes, tx, now)`; [`Tx`] implements
-//!   [`poc_proto::envelope::ReplayCache`]), append the Received (or
-//!   Rejected) entry in the same transaction, and acknowledge only after the
-//!   commit returns. An `OpenError::ReplayCache` is a storage failure: abort
-//!   the transaction ([`StoreError::Aborted`]) and do not acknowledge.
+//! - Receive: open the envelope with a replay cache that accepts everything
+//!   (the protocol's checks all run; only the seen-before question is
+//!   deferred), then in one transaction ask
+//!   [`Reader::record_received_from`] and append the Received entry (or a
+//!   Rejected one for a replay); acknowledge only after the commit returns.
 //! - Send: [`Tx::record_send`] appends the Sent entry and queues its
 //!   envelope (kept once, in the record) in one transaction; then drive
 //!   deliveries from [`Reader::outbox_due`],

@@ -137,7 +137,8 @@ CREATE TABLE setting (
 "#;
 
 /// Version 2: an outbox item keeps only its schedule and is keyed by the seq
-/// of its message's Sent entry, whose envelope it delivers. Version 1 kept a
+/// of its message's Sent entry, whose envelope it delivers; replays are
+/// found in the record, and the replay table goes. Version 1 kept a
 /// second copy of the envelope in the outbox row (written again, with its
 /// overflow pages, whenever the row changed) and indexed the outbox by
 /// message id and status; every send paid for those pages in its commit.
@@ -166,6 +167,10 @@ DELETE FROM sqlite_sequence WHERE name = 'outbox';
 ALTER TABLE outbox_v2 RENAME TO outbox;
 CREATE INDEX outbox_due    ON outbox (next_attempt_at, id) WHERE status = 'pending';
 CREATE INDEX outbox_expiry ON outbox (expires_at)          WHERE status = 'pending';
+-- A message already received is found in the record (record_by_message),
+-- which keeps every entry anyway; the separate replay table cost a page of
+-- its own per received message and was never pruned.
+DROP TABLE replay;
 "#;
 
 /// Every version-1 outbox item must find its Sent entry, and a pending one
@@ -353,6 +358,15 @@ mod tests {
             )
             .unwrap();
         assert_eq!(columns, 0, "the outbox no longer holds envelopes");
+        let replay: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'replay'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(replay, 0, "replays are found in the record");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Storage conformance: the replay cache, outbox, prekeys and snapshots,
+//! Storage conformance: replay detection, outbox, prekeys and snapshots,
 //! each case run against an in-memory store and a store file (reopened
 //! between steps where that matters).
 #![allow(
@@ -12,10 +12,9 @@ mod common;
 
 use common::{T0, message_id, poc, temp_store, thread_id};
 use poc_proto::certificate::{Prekey, PrekeyId};
-use poc_proto::envelope::ReplayCache;
 use poc_proto::keys::PrekeySecret;
 use poc_proto::testkit::DeterministicRandom;
-use poc_proto::{Seconds, Timestamp};
+use poc_proto::{PocId, Seconds, Timestamp};
 use poc_store::{
     NewEntry, NewOutboxItem, OutboxId, OutboxStatus, RecordEvent, Store, StoreError, Tx,
 };
@@ -37,48 +36,49 @@ fn at(offset: u64) -> Timestamp {
 }
 
 // ---------------------------------------------------------------------------
-// Replay cache
+// Replay detection
 
 #[test]
-fn replay_insert_contains_prune() {
+fn a_message_is_seen_once_received_from_its_sender() {
     on_both(|store| {
         let fra = poc("FRA.cert");
         let ken = poc("KEN.cert");
+        let received = |n: u8, from: &PocId| NewEntry {
+            peer: Some(from.clone()),
+            message_id: Some(message_id(n)),
+            exercise: Some("EX-1".into()),
+            envelope: Some(vec![n; 64]),
+            ..NewEntry::new(at(u64::from(n)), RecordEvent::Received)
+        };
         store
             .transaction(|tx| {
-                assert!(!tx.replay_contains(&fra, message_id(1))?);
-                assert!(tx.replay_insert(&fra, message_id(1), at(100))?);
-                assert!(!tx.replay_insert(&fra, message_id(1), at(999))?, "replay");
-                // Ids are per sender.
-                assert!(tx.replay_insert(&ken, message_id(1), at(200))?);
-                assert!(tx.replay_insert(&fra, message_id(2), at(300))?);
-                // Through the protocol's trait too.
-                assert!(!ReplayCache::insert(tx, &fra, message_id(2), at(300)).unwrap());
-                assert!(ReplayCache::insert(tx, &fra, message_id(3), at(50)).unwrap());
+                assert!(!tx.record_received_from(&fra, message_id(1))?);
+                tx.record_append(received(1, &fra))?;
+                // Seen inside the transaction that recorded it.
+                assert!(tx.record_received_from(&fra, message_id(1))?);
+                // Ids are per sender, and only Received entries count.
+                assert!(!tx.record_received_from(&ken, message_id(1))?);
+                tx.record_append(NewEntry {
+                    event: RecordEvent::Rejected,
+                    ..received(2, &fra)
+                })?;
+                tx.record_append(NewEntry {
+                    event: RecordEvent::Sent,
+                    ..received(3, &fra)
+                })?;
+                assert!(!tx.record_received_from(&fra, message_id(2))?);
+                assert!(!tx.record_received_from(&fra, message_id(3))?);
                 Ok(())
             })
             .unwrap();
-        // keep_until is inclusive, as in MemoryReplayCache.
-        let pruned = store.transaction(|tx| tx.replay_prune(at(100))).unwrap();
-        assert_eq!(pruned, 1); // message 3 (kept until 50)
+        // A purge removes payloads, not what was seen.
         store
-            .read(|r| {
-                assert!(r.replay_contains(&fra, message_id(1))?);
-                assert!(!r.replay_contains(&fra, message_id(3))?);
-                Ok(())
-            })
+            .transaction(|tx| tx.record_purge_exercise("EX-1", at(10)))
             .unwrap();
-        let pruned = store.transaction(|tx| tx.replay_prune(at(301))).unwrap();
-        assert_eq!(pruned, 3);
-        // A far-future keep_until saturates rather than failing.
-        store
-            .transaction(|tx| tx.replay_insert(&fra, message_id(9), Timestamp(u64::MAX)))
-            .unwrap();
-        assert_eq!(
+        assert!(
             store
-                .transaction(|tx| tx.replay_prune(Timestamp(u64::MAX - 1)))
-                .unwrap(),
-            0
+                .read(|r| r.record_received_from(&fra, message_id(1)))
+                .unwrap()
         );
     });
 }

@@ -1,7 +1,7 @@
 //! The daemon's receive path against a real store file: prekeys loaded from
-//! the store, the transaction as the protocol's replay cache, and the record
-//! entry written in the same commit, so a crash never leaves a message
-//! marked seen but unrecorded.
+//! the store, the replay check asked of the record inside the transaction
+//! that records the message, so a crash never leaves a message marked seen
+//! but unrecorded.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,8 +12,7 @@
 mod common;
 
 use common::temp_store;
-use poc_proto::envelope::{OpenedMessage, Recipient, VerifyPolicy};
-use poc_proto::error::OpenError;
+use poc_proto::envelope::{MemoryReplayCache, OpenedMessage, Recipient, VerifyPolicy};
 use poc_proto::keys::PrekeySecret;
 use poc_proto::testkit::{NOW, World, inquiry_message};
 use poc_store::{NewEntry, RecordEvent, Store, StoreError, Tx};
@@ -27,9 +26,20 @@ fn receive(
     >,
     envelope: &[u8],
 ) -> Result<Result<OpenedMessage, String>, StoreError> {
-    match recipient.open(envelope, tx, NOW) {
+    // Every check but seen-before runs here; that one asks the record below.
+    match recipient.open(envelope, &mut MemoryReplayCache::default(), NOW) {
         Ok(opened) => {
             let header = &opened.message.header;
+            if tx.record_received_from(&header.sender, header.message_id)? {
+                let reason = format!("replay of message {}", header.message_id);
+                tx.record_append(NewEntry {
+                    peer: Some(header.sender.clone()),
+                    envelope: Some(envelope.to_vec()),
+                    detail: Some(reason.clone()),
+                    ..NewEntry::new(NOW, RecordEvent::Rejected)
+                })?;
+                return Ok(Err(reason));
+            }
             tx.record_append(NewEntry {
                 peer: Some(header.sender.clone()),
                 message_id: Some(header.message_id),
@@ -43,8 +53,6 @@ fn receive(
             })?;
             Ok(Ok(opened))
         }
-        // The store failed under the protocol: abort, record nothing, ack nothing.
-        Err(OpenError::ReplayCache(e)) => Err(StoreError::Aborted(Box::new(e))),
         Err(error) => {
             tx.record_append(NewEntry {
                 envelope: Some(envelope.to_vec()),
@@ -119,7 +127,7 @@ fn receive_records_and_remembers_in_one_commit() {
     store
         .read(|r| {
             let header = &message.header;
-            assert!(r.replay_contains(&header.sender, header.message_id)?);
+            assert!(r.record_received_from(&header.sender, header.message_id)?);
             let received = r
                 .record_find_message(&header.sender, header.message_id, RecordEvent::Received)?
                 .unwrap();

@@ -135,7 +135,6 @@ fn a_failed_transaction_leaves_nothing() {
     let err = store
         .transaction(|tx| {
             tx.record_append(sample_entry(3, RecordEvent::Sent))?;
-            tx.replay_insert(&poc("FRA.cert"), message_id(3), T0)?;
             tx.setting_put("poc_id", "EST.cert")?;
             Err::<(), _>(StoreError::Aborted("caller gave up".into()))
         })
@@ -148,7 +147,6 @@ fn a_failed_transaction_leaves_nothing() {
         .read(|r| {
             assert_eq!(r.record_head()?.unwrap().seq, 2);
             assert!(r.record_get(3)?.is_none());
-            assert!(!r.replay_contains(&poc("FRA.cert"), message_id(3))?);
             assert_eq!(r.setting_get("poc_id")?, None);
             Ok(())
         })
@@ -164,10 +162,11 @@ fn a_failed_savepoint_undoes_only_its_item() {
             for n in 1..=3u8 {
                 outcomes.push(tx.savepoint(|tx| {
                     tx.record_append(sample_entry(n, RecordEvent::Received))?;
+                    tx.setting_put(&format!("item {n}"), "done")?;
                     if n == 2 {
                         return Err(StoreError::Aborted("item 2 is bad".into()));
                     }
-                    tx.replay_insert(&poc("FRA.cert"), message_id(n), T0)
+                    Ok(())
                 }));
             }
             Ok(outcomes)
@@ -180,8 +179,8 @@ fn a_failed_savepoint_undoes_only_its_item() {
             assert_eq!(entries.len(), 2);
             assert_eq!(entries[1].message_id, Some(message_id(3)));
             assert_eq!(entries[1].seq, 2);
-            assert!(!r.replay_contains(&poc("FRA.cert"), message_id(2))?);
-            assert!(r.replay_contains(&poc("FRA.cert"), message_id(3))?);
+            assert_eq!(r.setting_get("item 2")?, None);
+            assert_eq!(r.setting_get("item 3")?.as_deref(), Some("done"));
             assert!(r.record_verify()?.is_clean());
             Ok(())
         })
@@ -200,7 +199,6 @@ fn everything_survives_a_reopen() {
             for n in 1..=3 {
                 tx.record_append(sample_entry(n, RecordEvent::Received))?;
             }
-            tx.replay_insert(&poc("KEN.cert"), message_id(1), Timestamp(T0.0 + 100))?;
             tx.record_send(
                 NewEntry {
                     peer: Some(poc("KEN.cert")),
@@ -238,7 +236,7 @@ fn everything_survives_a_reopen() {
                     tx.record_append(sample_entry(2, RecordEvent::Received))
                 })?
             });
-            assert!(r.replay_contains(&poc("KEN.cert"), message_id(1))?);
+            assert!(r.record_received_from(&poc("KEN.cert"), message_id(1))?);
             let item = r.outbox_by_message(message_id(9))?.unwrap();
             assert_eq!(item.id.0, 4);
             let due = r.outbox_due(T0, 1)?;

@@ -82,8 +82,9 @@ impl PeerAuthority for DirectoryAuthority {
     }
 }
 
-/// A replay cache that accepts everything: the real check happens inside
-/// the recording transaction, atomically with the record entry.
+/// A replay cache that accepts everything: the real check asks the record,
+/// inside the transaction that records the message
+/// (`Reader::record_received_from`).
 struct CheckedInTransaction;
 
 impl ReplayCache for CheckedInTransaction {
@@ -583,10 +584,6 @@ impl Node {
         }
         let sender = header.sender.clone();
         let message_id = header.message_id;
-        let keep_until = header
-            .created_at
-            .plus(VerifyPolicy::default().max_age)
-            .plus(VerifyPolicy::default().max_future_skew);
         let entry = NewEntry {
             at: received_at,
             event: RecordEvent::Received,
@@ -615,14 +612,11 @@ impl Node {
         let outcome = self
             .db
             .run(move |tx| {
-                if tx.replay_contains(&sender, message_id)? {
-                    let recorded = tx
-                        .record_find_message(&sender, message_id, RecordEvent::Received)?
-                        .is_some();
+                if tx.record_received_from(&sender, message_id)? {
                     // The sender retrying (its acknowledgement was lost) is
                     // answered again; anyone else pushing the same envelope
                     // is replaying it, and that attempt is recorded.
-                    if recorded && delivered_by == sender {
+                    if delivered_by == sender {
                         return Ok((Arrival::Duplicate, Vec::new()));
                     }
                     tx.record_append(NewEntry {
@@ -632,7 +626,6 @@ impl Node {
                     return Ok((Arrival::Replay, Vec::new()));
                 }
                 tx.record_append(entry)?;
-                tx.replay_insert(&sender, message_id, keep_until)?;
                 let mut ids = Vec::with_capacity(queued.len());
                 for (sent, item) in queued {
                     ids.push(tx.record_send(sent, item)?);
