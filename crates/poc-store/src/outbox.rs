@@ -382,8 +382,14 @@ impl Tx<'_> {
     /// `Expired` and returns them (in queue order), for the daemon to report.
     pub fn outbox_expire(&mut self, now: Timestamp) -> Result<Vec<OutboxItem>, StoreError> {
         let now_sql = time_sat(now);
+        // INDEXED BY: left to itself the planner walks the whole outbox in
+        // id order rather than sort the few pending items it would find.
         let mut expired = self.outbox_query(
-            &format!("SELECT {COLUMNS} FROM {JOINED} WHERE o.status = 'pending' AND o.expires_at < ?1 ORDER BY o.id"),
+            &format!(
+                "SELECT {COLUMNS} FROM outbox o INDEXED BY outbox_pending \
+                     JOIN record r ON r.seq = o.id \
+                 WHERE o.status = 'pending' AND o.expires_at < ?1 ORDER BY o.id"
+            ),
             [now_sql],
         )?;
         let changed = self
