@@ -142,10 +142,41 @@ impl OutboxItem {
 /// An item joined with its Sent entry (`o` the outbox row, `r` the entry).
 /// The entry's columns read here sit before its envelope in the row, so
 /// listing the outbox does not read envelopes.
-const COLUMNS: &str = "o.id, r.message_id, r.thread_id, r.peer AS recipient, r.kind, \
-     r.at AS created_at, o.expires_at, o.next_attempt_at, o.status, o.attempts, o.last_error, \
-     o.delivered_via, o.delivered_at, o.finished_at";
+macro_rules! item_columns {
+    () => {
+        "o.id, r.message_id, r.thread_id, r.peer AS recipient, r.kind, r.at AS created_at, \
+         o.expires_at, o.next_attempt_at, o.status, o.attempts, o.last_error, \
+         o.delivered_via, o.delivered_at, o.finished_at"
+    };
+}
+const COLUMNS: &str = item_columns!();
 const JOINED: &str = "outbox o JOIN record r ON r.seq = o.id";
+
+// The delivery loop's statements run on every wake-up, while the outbox
+// keeps every finished item until it is pruned: each must reach the pending
+// items through `outbox_pending`, never by walking the outbox (see the test
+// `the_delivery_loop_reads_only_pending_items`).
+
+const DUE: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    ", r.envelope FROM outbox o JOIN record r ON r.seq = o.id \
+     WHERE o.status = 'pending' AND o.next_attempt_at <= ?1 AND o.expires_at >= ?1 \
+       AND r.envelope IS NOT NULL \
+     ORDER BY o.next_attempt_at, o.id LIMIT ?2"
+);
+const NEXT_ATTEMPT: &str = "SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'";
+const NEXT_EXPIRY: &str = "SELECT min(expires_at) FROM outbox WHERE status = 'pending'";
+// INDEXED BY: left to itself the planner walks the whole outbox in id order
+// rather than sort the few pending items it would find.
+const EXPIRED: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    " FROM outbox o INDEXED BY outbox_pending JOIN record r ON r.seq = o.id \
+     WHERE o.status = 'pending' AND o.expires_at < ?1 ORDER BY o.id"
+);
+const EXPIRE: &str = "UPDATE outbox SET status = 'expired', finished_at = ?1 \
+     WHERE status = 'pending' AND expires_at < ?1";
 
 impl Reader<'_> {
     fn outbox_query(
@@ -168,11 +199,7 @@ impl Reader<'_> {
     /// [`Tx::outbox_expire`]; one whose envelope was purged from the record
     /// (see [`Tx::record_purge_exercise`], which fails it) is never due.
     pub fn outbox_due(&self, now: Timestamp, limit: u32) -> Result<Vec<DueItem>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {COLUMNS}, r.envelope FROM {JOINED} WHERE o.status = 'pending' AND o.next_attempt_at <= ?1 \
-                 AND o.expires_at >= ?1 AND r.envelope IS NOT NULL \
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(DUE)?;
         let mut rows = stmt.query(params![time_sat(now), limit])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
@@ -225,13 +252,13 @@ impl Reader<'_> {
     /// The earliest next attempt of any pending item: when the delivery loop
     /// should wake next (see also [`Reader::next_outbox_expiry`]).
     pub fn next_outbox_attempt(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.outbox_min("SELECT min(next_attempt_at) FROM outbox WHERE status = 'pending'")
+        self.outbox_min(NEXT_ATTEMPT)
     }
 
     /// The earliest expiry of any pending item: after it,
     /// [`Tx::outbox_expire`] has something to report.
     pub fn next_outbox_expiry(&self) -> Result<Option<Timestamp>, StoreError> {
-        self.outbox_min("SELECT min(expires_at) FROM outbox WHERE status = 'pending'")
+        self.outbox_min(NEXT_EXPIRY)
     }
 
     fn outbox_min(&self, sql: &str) -> Result<Option<Timestamp>, StoreError> {
@@ -382,23 +409,8 @@ impl Tx<'_> {
     /// `Expired` and returns them (in queue order), for the daemon to report.
     pub fn outbox_expire(&mut self, now: Timestamp) -> Result<Vec<OutboxItem>, StoreError> {
         let now_sql = time_sat(now);
-        // INDEXED BY: left to itself the planner walks the whole outbox in
-        // id order rather than sort the few pending items it would find.
-        let mut expired = self.outbox_query(
-            &format!(
-                "SELECT {COLUMNS} FROM outbox o INDEXED BY outbox_pending \
-                     JOIN record r ON r.seq = o.id \
-                 WHERE o.status = 'pending' AND o.expires_at < ?1 ORDER BY o.id"
-            ),
-            [now_sql],
-        )?;
-        let changed = self
-            .conn()
-            .prepare_cached(
-                "UPDATE outbox SET status = 'expired', finished_at = ?1 \
-                 WHERE status = 'pending' AND expires_at < ?1",
-            )?
-            .execute([now_sql])?;
+        let mut expired = self.outbox_query(EXPIRED, [now_sql])?;
+        let changed = self.conn().prepare_cached(EXPIRE)?.execute([now_sql])?;
         if changed != expired.len() {
             return Err(StoreError::corrupt("outbox changed while expiring"));
         }
@@ -417,5 +429,50 @@ impl Tx<'_> {
             .prepare_cached("DELETE FROM outbox WHERE status != 'pending' AND finished_at < ?1")?
             .execute([time_sat(before)])?;
         Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    /// The plan SQLite picks for `sql`, one line per step.
+    fn plan(store: &Store, sql: &str) -> Vec<String> {
+        store
+            .read(|r| {
+                let mut stmt = r.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                for index in 1..=stmt.parameter_count() {
+                    stmt.raw_bind_parameter(index, 0)?;
+                }
+                let mut rows = stmt.raw_query();
+                let mut steps = Vec::new();
+                while let Some(row) = rows.next()? {
+                    steps.push(row.get::<_, String>(3)?);
+                }
+                Ok(steps)
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_delivery_loop_reads_only_pending_items() {
+        let store = Store::open_in_memory().unwrap();
+        for sql in [DUE, NEXT_ATTEMPT, NEXT_EXPIRY, EXPIRED, EXPIRE] {
+            let plan = plan(&store, sql);
+            let outbox_steps: Vec<&String> = plan
+                .iter()
+                .filter(|step| step.contains("outbox") || step.contains(" o "))
+                .collect();
+            assert!(!outbox_steps.is_empty(), "{sql}: {plan:?}");
+            for step in outbox_steps {
+                assert!(
+                    step.contains("USING INDEX outbox_pending")
+                        || step.contains("USING COVERING INDEX outbox_pending"),
+                    "{sql}\nwalks the outbox: {plan:?}"
+                );
+            }
+        }
     }
 }
