@@ -440,6 +440,31 @@ fn check_mode(_path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Helpers for the crate's unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use crate::Store;
+
+    /// The plan SQLite picks for `sql` (parameters bound to 0), one line
+    /// per step: for tests that pin which index a statement uses.
+    pub(crate) fn plan(store: &Store, sql: &str) -> Vec<String> {
+        store
+            .read(|r| {
+                let mut stmt = r.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                for index in 1..=stmt.parameter_count() {
+                    stmt.raw_bind_parameter(index, 0)?;
+                }
+                let mut rows = stmt.raw_query();
+                let mut steps = Vec::new();
+                while let Some(row) = rows.next()? {
+                    steps.push(row.get::<_, String>(3)?);
+                }
+                Ok(steps)
+            })
+            .unwrap_or_else(|e| vec![format!("cannot plan: {e}")])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

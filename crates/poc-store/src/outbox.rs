@@ -437,24 +437,7 @@ impl Tx<'_> {
 mod tests {
     use super::*;
     use crate::Store;
-
-    /// The plan SQLite picks for `sql`, one line per step.
-    fn plan(store: &Store, sql: &str) -> Vec<String> {
-        store
-            .read(|r| {
-                let mut stmt = r.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                for index in 1..=stmt.parameter_count() {
-                    stmt.raw_bind_parameter(index, 0)?;
-                }
-                let mut rows = stmt.raw_query();
-                let mut steps = Vec::new();
-                while let Some(row) = rows.next()? {
-                    steps.push(row.get::<_, String>(3)?);
-                }
-                Ok(steps)
-            })
-            .unwrap()
-    }
+    use crate::test_support::plan;
 
     #[test]
     fn the_delivery_loop_reads_only_pending_items() {

@@ -12,16 +12,36 @@ use rusqlite::params;
 
 use crate::{Reader, StoreError};
 
+/// Runs for every envelope received, against a record that only grows: it
+/// must go through `record_by_message`.
+const RECEIVED_FROM: &str = "SELECT EXISTS (SELECT 1 FROM record \
+     WHERE message_id = ?1 AND peer = ?2 AND event = 'received')";
+
 impl Reader<'_> {
     /// Whether the record holds a Received entry of message `id` from
     /// `sender` (purged or not: a purge keeps ids and senders).
     pub fn record_received_from(&self, sender: &PocId, id: MessageId) -> Result<bool, StoreError> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM record \
-                 WHERE message_id = ?1 AND peer = ?2 AND event = 'received')",
-            )?
+            .prepare_cached(RECEIVED_FROM)?
             .query_row(params![&id.0[..], sender.as_str()], |row| row.get(0))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use crate::test_support::plan;
+
+    #[test]
+    fn the_replay_check_looks_up_the_message_id() {
+        let store = Store::open_in_memory().map_err(|e| e.to_string());
+        let plan = store.map(|s| plan(&s, RECEIVED_FROM));
+        assert!(
+            matches!(&plan, Ok(steps) if steps.iter().any(|s| s.contains("USING INDEX record_by_message"))
+                && !steps.iter().any(|s| s.starts_with("SCAN record"))),
+            "{plan:?}"
+        );
     }
 }
