@@ -48,8 +48,11 @@ const ENVELOPE: usize = 4096;
 
 /// Measure poc-relay: throughput, latency and idle-connection memory,
 /// against raw QUIC measured in the same run.
+//
+// `about` without a value would print the package's description, which is
+// the daemon benchmark's; the doc comment above is this tool's.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Envelopes in the timed relay run [default: 20000; --quick: 200].
     #[arg(long)]
