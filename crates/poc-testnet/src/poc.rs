@@ -128,8 +128,10 @@ impl PocSetup {
             reason: e.to_string(),
         })?;
         let node = NodeDir::new(network_root.join(id));
-        std::fs::create_dir_all(node.path())
-            .map_err(Error::io(format!("cannot create {}", node.path().display())))?;
+        std::fs::create_dir_all(node.path()).map_err(Error::io(format!(
+            "cannot create {}",
+            node.path().display()
+        )))?;
         poc_keyfile::write_secret(
             &node.identity_key(),
             poc_keyfile::KeyKind::Identity,

@@ -82,7 +82,10 @@ fn the_directory_snapshot_is_signed_by_the_manager() {
     let bytes = std::fs::read(root.path().join("directory.snapshot")).unwrap();
     let snapshot = SignedSnapshot::from_bytes(&bytes).unwrap();
     let directory = snapshot.verify(&manager_key().public()).unwrap();
-    assert_eq!(directory.states().collect::<Vec<_>>(), [state_of("EST.cert")]);
+    assert_eq!(
+        directory.states().collect::<Vec<_>>(),
+        [state_of("EST.cert")]
+    );
     assert_eq!(
         directory.state_root(state_of("EST.cert")),
         Some(&state_root(state_of("EST.cert")).public())
@@ -96,7 +99,10 @@ fn the_directory_snapshot_is_signed_by_the_manager() {
 fn a_missing_binary_is_named_with_the_build_command() {
     let message = format!("{}", try_built_binary("no-such-pocnet-binary").unwrap_err());
     assert!(message.contains("no-such-pocnet-binary"), "{message}");
-    assert!(message.contains("cargo build --workspace --bins"), "{message}");
+    assert!(
+        message.contains("cargo build --workspace --bins"),
+        "{message}"
+    );
 }
 
 #[test]
