@@ -43,4 +43,4 @@ pub use error::Error;
 pub use keys::{manager_key, seed, state_of, state_root, try_state_of};
 pub use poc::{NodeDir, PocSetup};
 pub use poll::eventually;
-pub use ports::{free_tcp_port, free_udp_port, try_free_udp_port};
+pub use ports::{free_tcp_port, free_udp_port, try_free_tcp_port, try_free_udp_port};

@@ -22,9 +22,16 @@ pub fn free_udp_port() -> u16 {
 }
 
 /// A free TCP port on 127.0.0.1 (for HTTP endpoints: metrics, public pages).
+pub fn try_free_tcp_port() -> Result<u16, Error> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(Error::io("cannot bind a loopback TCP socket"))?;
+    let address = listener
+        .local_addr()
+        .map_err(Error::io("cannot read a loopback TCP socket's address"))?;
+    Ok(address.port())
+}
+
+/// [`try_free_tcp_port`], panicking if none can be had.
 pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .unwrap_or_else(|e| panic!("cannot bind a loopback TCP socket: {e}"))
-        .port()
+    try_free_tcp_port().unwrap_or_else(|e| panic!("{e}"))
 }
