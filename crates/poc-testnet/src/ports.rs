@@ -4,16 +4,26 @@
 //! node binds it, which on a test machine's loopback does not happen in
 //! practice.
 
+use std::net::SocketAddr;
+
 use crate::Error;
+
+/// The port the kernel chose for a socket bound to 127.0.0.1:0 (`bound`
+/// is its local address, or why there is none).
+fn kernel_chosen(protocol: &str, bound: std::io::Result<SocketAddr>) -> Result<u16, Error> {
+    bound
+        .map(|address| address.port())
+        .map_err(Error::io(format!(
+            "cannot bind a loopback {protocol} socket"
+        )))
+}
 
 /// A free UDP port on 127.0.0.1 (QUIC listens on UDP).
 pub fn try_free_udp_port() -> Result<u16, Error> {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0")
-        .map_err(Error::io("cannot bind a loopback UDP socket"))?;
-    let address = socket
-        .local_addr()
-        .map_err(Error::io("cannot read a loopback UDP socket's address"))?;
-    Ok(address.port())
+    kernel_chosen(
+        "UDP",
+        std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()),
+    )
 }
 
 /// [`try_free_udp_port`], panicking if none can be had.
@@ -23,12 +33,10 @@ pub fn free_udp_port() -> u16 {
 
 /// A free TCP port on 127.0.0.1 (for HTTP endpoints: metrics, public pages).
 pub fn try_free_tcp_port() -> Result<u16, Error> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(Error::io("cannot bind a loopback TCP socket"))?;
-    let address = listener
-        .local_addr()
-        .map_err(Error::io("cannot read a loopback TCP socket's address"))?;
-    Ok(address.port())
+    kernel_chosen(
+        "TCP",
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()),
+    )
 }
 
 /// [`try_free_tcp_port`], panicking if none can be had.

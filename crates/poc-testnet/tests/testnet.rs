@@ -23,6 +23,26 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// EST.cert, a technical PoC certified by EST, in the network at `root`.
+fn est_cert(root: &Path) -> Result<PocSetup, poc_testnet::Error> {
+    PocSetup::create(
+        root,
+        "EST.cert",
+        Issuer::State(state_of("EST.cert")),
+        Role::Technical,
+        Seconds::days(30),
+    )
+}
+
+/// A network at `root` of EST.cert alone: manager key, EST.cert's files,
+/// the directory listing it.
+fn one_poc_network(root: &Path) -> PocSetup {
+    write_manager_public_key(root).unwrap();
+    let est = est_cert(root).unwrap();
+    write_directory(root, [state_of("EST.cert")], [&est.certificate]).unwrap();
+    est
+}
+
 #[test]
 fn seeds_are_deterministic_and_distinct() {
     assert_eq!(seed("identity EST.cert"), seed("identity EST.cert"));
@@ -34,14 +54,7 @@ fn seeds_are_deterministic_and_distinct() {
 #[test]
 fn a_poc_gets_secret_key_files_and_a_certificate_its_state_signed() {
     let root = tempfile::tempdir().unwrap();
-    let poc = PocSetup::create(
-        root.path(),
-        "EST.cert",
-        Issuer::State(state_of("EST.cert")),
-        Role::Technical,
-        Seconds::days(30),
-    )
-    .unwrap();
+    let poc = est_cert(root.path()).unwrap();
     assert_eq!(mode(&poc.node.identity_key()), 0o600);
     assert_eq!(mode(&poc.node.prekey_key()), 0o600);
     let verified = poc
@@ -56,29 +69,14 @@ fn a_poc_gets_secret_key_files_and_a_certificate_its_state_signed() {
             .is_err()
     );
     // Key files are never overwritten: a second setup of the same PoC fails.
-    let again = PocSetup::create(
-        root.path(),
-        "EST.cert",
-        Issuer::State(state_of("EST.cert")),
-        Role::Technical,
-        Seconds::days(30),
-    );
+    let again = est_cert(root.path());
     assert!(again.is_err());
 }
 
 #[test]
 fn the_directory_snapshot_is_signed_by_the_manager() {
     let root = tempfile::tempdir().unwrap();
-    write_manager_public_key(root.path()).unwrap();
-    let est = PocSetup::create(
-        root.path(),
-        "EST.cert",
-        Issuer::State(state_of("EST.cert")),
-        Role::Technical,
-        Seconds::days(30),
-    )
-    .unwrap();
-    write_directory(root.path(), [state_of("EST.cert")], [&est.certificate]).unwrap();
+    let est = one_poc_network(root.path());
     let bytes = std::fs::read(root.path().join("directory.snapshot")).unwrap();
     let snapshot = SignedSnapshot::from_bytes(&bytes).unwrap();
     let directory = snapshot.verify(&manager_key().public()).unwrap();
@@ -108,16 +106,7 @@ fn a_missing_binary_is_named_with_the_build_command() {
 #[test]
 fn a_daemon_starts_answers_and_is_killed() {
     let root = tempfile::tempdir().unwrap();
-    write_manager_public_key(root.path()).unwrap();
-    let est = PocSetup::create(
-        root.path(),
-        "EST.cert",
-        Issuer::State(state_of("EST.cert")),
-        Role::Technical,
-        Seconds::days(30),
-    )
-    .unwrap();
-    write_directory(root.path(), [state_of("EST.cert")], [&est.certificate]).unwrap();
+    let est = one_poc_network(root.path());
     PocdConfig::new("EST.cert", est.port)
         .write(&est.node)
         .unwrap();
