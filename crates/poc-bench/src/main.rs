@@ -274,7 +274,7 @@ struct Views {
 }
 
 fn time_views(sender: &cluster::Daemon) -> anyhow::Result<Views> {
-    let mut client = sender.client()?;
+    let mut client = sender.try_client()?;
     let start = std::time::Instant::now();
     let status: poc_control::StatusView = client.call(&poc_control::Request::Status)?;
     let status_call = start.elapsed();
@@ -366,19 +366,20 @@ fn outbox_report(
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let p = Parameters::from(&args)?;
-    let pocd = cluster::pocd_binary()?;
+    let pocd = poc_testnet::try_built_binary("pocd")?;
     let mut setup = cluster::Setup::create()?;
     let machine = Machine::collect(setup.path(), &pocd);
     progress(&format!("temporary directory {}", setup.path().display()));
 
-    let before = measure_baselines(&p, &setup.sender.data_dir(), "before")?;
+    let before = measure_baselines(&p, &setup.sender.data(), "before")?;
 
     progress("starting two pocd daemons");
-    let mut sender = cluster::Daemon::start(&pocd, &setup.sender).context("EST.cert")?;
-    let mut recipient = cluster::Daemon::start(&pocd, &setup.recipient).context("FRA.cert")?;
+    let mut sender = cluster::start(&pocd, &setup.sender).context("EST.cert")?;
+    let mut recipient = cluster::start(&pocd, &setup.recipient).context("FRA.cert")?;
     progress(&format!(
         "pocd pids: sender {}, recipient {}",
-        sender.pid, recipient.pid
+        sender.pid(),
+        recipient.pid()
     ));
 
     progress(&format!(
@@ -396,7 +397,7 @@ fn main() -> anyhow::Result<()> {
         p.low_messages
     ));
     let phases = workload::run(&mut sender, &mut recipient, p.low_messages, 1, true)?;
-    let middle = measure_baselines(&p, &setup.sender.data_dir(), "between the runs")?;
+    let middle = measure_baselines(&p, &setup.sender.data(), "between the runs")?;
     progress(&format!(
         "warm-up: {} messages, concurrency {}",
         p.high_warmup, p.high_concurrency
@@ -424,7 +425,7 @@ fn main() -> anyhow::Result<()> {
     let views = time_views(&sender)?;
     drop(sender);
     drop(recipient);
-    let after = measure_baselines(&p, &setup.sender.data_dir(), "after")?;
+    let after = measure_baselines(&p, &setup.sender.data(), "after")?;
     let baselines = pool(vec![before, middle, after]);
 
     let targets = targets(machine.nproc, &baselines, &low, &high);

@@ -24,13 +24,13 @@
 #[allow(dead_code)]
 mod stats;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, anyhow, ensure};
 use clap::Parser;
 use poc_proto::certificate::MailboxId;
 use poc_proto::directory::{SignedSnapshot, SnapshotDigest};
@@ -179,18 +179,6 @@ impl RelayProcess {
     }
 }
 
-fn relay_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate this executable")?;
-    let relay = exe.with_file_name("poc-relay");
-    if !relay.is_file() {
-        bail!(
-            "no poc-relay binary at {}: build it with `cargo build --release -p poc-relay -p poc-bench`",
-            relay.display()
-        );
-    }
-    Ok(relay)
-}
-
 /// Writes the directory, keys and config; starts the relay with durable
 /// storage and limits opened up for a benchmark.
 fn start_relay(
@@ -220,12 +208,8 @@ fn start_relay(
         Some("relay"),
         &seed,
     )?;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = poc_testnet::try_free_udp_port()?;
+    let metrics = poc_testnet::try_free_tcp_port()?;
     std::fs::write(
         dir.join("poc-relay.toml"),
         format!(
@@ -240,7 +224,7 @@ fn start_relay(
         ),
     )?;
     let log = std::fs::File::create(dir.join("relay.log"))?;
-    let child = Command::new(relay_binary()?)
+    let child = Command::new(poc_testnet::try_built_binary("poc-relay")?)
         .arg("--config")
         .arg(dir.join("poc-relay.toml"))
         .stdout(Stdio::null())

@@ -355,10 +355,10 @@ pub(crate) fn run(
         .map(|(f, _)| f.stopper())
         .collect::<anyhow::Result<Vec<_>>>()?;
     let clients = (0..concurrency)
-        .map(|_| sender.client())
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|_| sender.try_client())
+        .collect::<Result<Vec<_>, _>>()?;
     let barrier = Arc::new(Barrier::new(concurrency + 1));
-    let (sender_pid, recipient_pid) = (sender.pid, recipient.pid);
+    let (sender_pid, recipient_pid) = (sender.pid(), recipient.pid());
     let (results, followed, start, cpu) = std::thread::scope(|scope| {
         let (tracking, stop) = (&tracking, &stop);
         let follow_threads: Vec<_> = followers
@@ -511,7 +511,7 @@ pub(crate) struct OutboxHealth {
 
 /// Reads a daemon's outbox (once: this lists every entry).
 pub(crate) fn outbox_health(daemon: &Daemon) -> anyhow::Result<OutboxHealth> {
-    let items: Vec<poc_control::OutboxView> = daemon.client()?.call(&Request::Outbox)?;
+    let items: Vec<poc_control::OutboxView> = daemon.try_client()?.call(&Request::Outbox)?;
     Ok(OutboxHealth {
         entries: items.len(),
         retried: items.iter().filter(|i| i.attempts > 1).count(),

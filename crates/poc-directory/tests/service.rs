@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Net, eventually, report_target, state_root};
+use common::{Net, report_target};
 use poc_control::{
     DirectoryEntryView, DirectoryStatusView, DirectorySyncView, OutboxView, PingView, Request,
     SendAccepted, SendRequest, ThreadSummary,
@@ -21,6 +21,7 @@ use poc_proto::directory::{
 use poc_proto::keys::{IdentityKeyPair, StateRootKeyPair};
 use poc_proto::message::{Handling, Inquiry, Language, Text};
 use poc_proto::{Body, PocId, Role};
+use poc_testnet::{built_binary, eventually, seed, state_of, state_root};
 
 const EN: &[Language] = &[Language::English];
 const FR: &[Language] = &[Language::French, Language::English];
@@ -245,9 +246,9 @@ fn three_states_enrol_submit_sync_and_message() {
 
     // A node that is not a participant cannot fetch snapshots: a key not in
     // the directory is refused at the handshake (no snapshot bytes leave).
-    let outsider = IdentityKeyPair::from_secret_bytes(&common::seed("outsider"));
+    let outsider = IdentityKeyPair::from_secret_bytes(&seed("outsider"));
     assert!(fetch_as(&net, &outsider).is_err());
-    let insider = IdentityKeyPair::from_secret_bytes(&common::seed("identity KEN.cert"));
+    let insider = IdentityKeyPair::from_secret_bytes(&seed("identity KEN.cert"));
     assert!(fetch_as(&net, &insider).is_ok());
 }
 
@@ -429,7 +430,7 @@ fn a_manager_cannot_swap_a_states_key_silently() {
         "EST.cert",
         &net.details("EST.cert", 2, false),
         &forged_cert,
-        &state_root("EST"),
+        &state_root(state_of("EST")),
         "mixed",
     );
     let out = net.directory_cli(&["submit", "--config", &config, path.to_str().unwrap()]);
@@ -476,7 +477,7 @@ fn a_manager_cannot_swap_a_states_key_silently() {
     let out = net.poc_cli("EST.mfa", &["directory", "status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("!!! ALERT"));
     // The node's record keeps the alert too.
-    let log = std::fs::read_to_string(net.poc("EST.mfa").dir.join("pocd.log")).unwrap();
+    let log = std::fs::read_to_string(net.poc("EST.mfa").node.log()).unwrap();
     assert!(log.contains("directory ALERT"));
 
     // The manager replacing EST's root key is also raised at EST's node.
@@ -650,7 +651,7 @@ fn ping_campaign_four_on_time_one_late_one_unreachable() {
 
 /// Runs the `poc` binary (offline ceremony commands).
 fn poc(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(common::bin("poc"))
+    std::process::Command::new(built_binary("poc"))
         .args(args)
         .output()
         .unwrap()
@@ -832,7 +833,7 @@ fn a_state_submits_its_entries_through_its_own_node() {
         "EST.mfa",
         &details,
         &net.poc("EST.mfa").certificate,
-        &state_root("EST"),
+        &state_root(state_of("EST")),
         "net",
     );
     let out = net.poc_cli("EST.cert", &["directory", "submit", good.to_str().unwrap()]);
@@ -855,7 +856,7 @@ fn a_state_submits_its_entries_through_its_own_node() {
         "EST.mfa",
         &forged,
         &net.poc("EST.mfa").certificate,
-        &state_root("FRA"),
+        &state_root(state_of("FRA")),
         "forged",
     );
     let out = net.poc_cli("FRA.cert", &["directory", "submit", bad.to_str().unwrap()]);

@@ -10,13 +10,14 @@
 
 mod common;
 
-use common::{Cluster, Daemon, eventually, now};
+use common::Cluster;
 use poc_control::{
     OutboxView, RecordVerifyView, Request, SendAccepted, SendRequest, StatusView, ThreadSummary,
     ThreadView,
 };
 use poc_proto::message::*;
 use poc_proto::{Body, PocId, Role, Seconds, ThreadId};
+use poc_testnet::{Daemon, eventually, now};
 
 fn send(
     daemon: &Daemon,
@@ -385,7 +386,7 @@ fn record_verify_names_an_edited_a_deleted_and_a_swapped_entry() {
     });
     drop(fra);
     est.kill9();
-    let db = cluster.poc("EST.cert").database();
+    let db = cluster.poc("EST.cert").node.database();
     let verify_after = |sql: &str| -> Vec<(u64, String)> {
         let backup = std::fs::read(&db).unwrap();
         {
@@ -588,12 +589,12 @@ fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
     use std::os::unix::fs::PermissionsExt;
     let poc = cluster.poc("EST.cert");
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&poc.dir.join("data")), 0o700);
-    assert_eq!(mode(&poc.socket()), 0o600);
-    assert_eq!(mode(&poc.database()), 0o600);
+    assert_eq!(mode(&poc.node.data()), 0o700);
+    assert_eq!(mode(&poc.node.socket()), 0o600);
+    assert_eq!(mode(&poc.node.database()), 0o600);
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
         .arg("--config")
-        .arg(cluster.poc("EST.cert").config())
+        .arg(cluster.poc("EST.cert").node.config())
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -609,13 +610,13 @@ fn bad_configuration_and_exposed_key_files_are_named() {
     let run = || {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_pocd"))
             .arg("--config")
-            .arg(poc.config())
+            .arg(poc.node.config())
             .output()
             .unwrap();
         assert!(!output.status.success());
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    let key = poc.dir.join("identity.key");
+    let key = poc.node.identity_key();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let stderr = run();
     assert!(
@@ -623,7 +624,7 @@ fn bad_configuration_and_exposed_key_files_are_named() {
         "{stderr}"
     );
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(poc.config(), "[node]\npoc_id = 'EST.cert'\n").unwrap();
+    std::fs::write(poc.node.config(), "[node]\npoc_id = 'EST.cert'\n").unwrap();
     let stderr = run();
     assert!(
         stderr.contains("pocd.toml") && stderr.contains("not a valid pocd configuration"),
@@ -662,7 +663,7 @@ fn an_unmet_respond_by_time_is_reported_and_alerted() {
     assert_eq!(overdue.1.kind, "respond-by");
     assert_eq!(overdue.1.owed_by.as_str(), "FRA.cert");
     eventually("the alert in the log", || {
-        let log = std::fs::read_to_string(&est.log).unwrap_or_default();
+        let log = std::fs::read_to_string(est.log()).unwrap_or_default();
         log.contains("deadline overdue").then_some(())
     });
 }

@@ -21,7 +21,7 @@ mod exercise_support;
 
 use std::path::Path;
 
-use common::{Cluster, Daemon, eventually, now};
+use common::Cluster;
 use exercise_support::{add_manager_node, poc, shipped, text, variant};
 use poc_control::{
     ApiError, ClientError, PurgeView, RecordEntryView, RecordVerifyView, Request, SendAccepted,
@@ -30,6 +30,7 @@ use poc_control::{
 use poc_exercise::Report;
 use poc_proto::message::*;
 use poc_proto::{Body, PocId, Role, ThreadId};
+use poc_testnet::{Daemon, eventually, now};
 
 /// `poc exercise run SCENARIO` over the cluster's nodes, compressed by
 /// `scale`, ending when complete (or at the scenario's end time); its state
@@ -221,7 +222,7 @@ fn a_node_that_does_not_answer_pings_itself_is_answered_by_its_scripted_player()
     );
     add_manager_node(&mut cluster, "UNODA.ping");
     // FRA.mfa's operator acknowledges pings by hand: its node does not.
-    let config = cluster.poc("FRA.mfa").config();
+    let config = cluster.poc("FRA.mfa").node.config();
     let mut text_config = std::fs::read_to_string(&config).unwrap();
     text_config.push_str("\n[pings]\nauto_reply = false\n");
     std::fs::write(&config, text_config).unwrap();
@@ -395,7 +396,7 @@ fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
         exercise: None,
         body: Body::Inquiry(Inquiry::new_minimal(Text::new("A real phishing wave"))),
     })));
-    let inbox = poc(&["--socket", est.socket.to_str().unwrap(), "inbox"]);
+    let inbox = poc(&["--socket", est.socket().to_str().unwrap(), "inbox"]);
     let inbox = text(&inbox.stdout);
     let heading = inbox
         .find("=== EXERCISE THREADS")
@@ -410,7 +411,7 @@ fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
     );
     // `poc outbox` lists threads by id: exercise lines carry the banner,
     // the real one does not.
-    let outbox = text(&poc(&["--socket", est.socket.to_str().unwrap(), "outbox"]).stdout);
+    let outbox = text(&poc(&["--socket", est.socket().to_str().unwrap(), "outbox"]).stdout);
     for line in outbox.lines().skip(1) {
         let is_exercise = line.contains(&inquiry_line.thread);
         assert_eq!(
@@ -751,7 +752,7 @@ fn an_exercise_is_purged_after_the_debrief_and_the_record_still_verifies() {
         (t.messages.len() == 2 && r.messages.len() == 2).then_some(())
     });
 
-    let socket = est.socket.to_str().unwrap().to_owned();
+    let socket = est.socket().to_str().unwrap().to_owned();
     let out = poc(&[
         "--socket", &socket, "exercise", "purge", "CYBEX-2", "--json",
     ]);
@@ -781,7 +782,7 @@ fn an_exercise_is_purged_after_the_debrief_and_the_record_still_verifies() {
     let threads: Vec<ThreadSummary> = est.call(&Request::Inbox);
     assert_eq!(threads.len(), 1);
     assert_eq!(threads[0].thread_id, real.thread_id);
-    let db = std::fs::read(cluster.poc("EST.cert").database()).unwrap();
+    let db = std::fs::read(cluster.poc("EST.cert").node.database()).unwrap();
     assert!(
         !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "exercise content left in the database"
@@ -812,7 +813,7 @@ fn a_human_player_is_told_what_to_do_and_status_shows_progress_live() {
         .unwrap();
 
     // The inquiry arrives at FRA; the player answers with the CLI.
-    let socket = fra.socket.to_str().unwrap().to_owned();
+    let socket = fra.socket().to_str().unwrap().to_owned();
     let drill = eventually("the exercise inquiry at FRA", || {
         let threads: Vec<ThreadSummary> = fra.call(&Request::Inbox);
         threads

@@ -18,12 +18,13 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Daemon};
+use common::Cluster;
 use poc_control::{
     Client, RecordEntryView, RecordSummaryView, Request, SendAccepted, SendRequest, StatusView,
 };
 use poc_proto::message::{Handling, Inquiry, Language, Text};
 use poc_proto::{Body, PocId, Role};
+use poc_testnet::Daemon;
 
 fn two_nodes() -> (Cluster, Daemon, Daemon) {
     let cluster = Cluster::new(
@@ -117,8 +118,8 @@ fn follows_waiting_on_idle_nodes_get_the_delivery_as_it_is_committed() {
     let (_cluster, est, fra) = two_nodes();
     let (est_head, fra_head) = (head(&est), head(&fra));
     // Long polls outstanding on both idle nodes before anything is sent.
-    let at_est = follower(est.socket.clone(), est_head, 2);
-    let at_fra = follower(fra.socket.clone(), fra_head, 2);
+    let at_est = follower(est.socket().to_path_buf(), est_head, 2);
+    let at_fra = follower(fra.socket().to_path_buf(), fra_head, 2);
     std::thread::sleep(Duration::from_millis(300));
     let sent = inquire(&est, "FRA.cert");
 
@@ -178,7 +179,7 @@ fn follows_waiting_on_idle_nodes_get_the_delivery_as_it_is_committed() {
 fn an_idle_follow_answers_nothing_once_its_wait_is_over() {
     let (_cluster, est, fra) = two_nodes();
     inquire(&est, "FRA.cert");
-    let at_head = common::eventually("the receipt at EST", || {
+    let at_head = poc_testnet::eventually("the receipt at EST", || {
         let head = head(&est);
         (head >= 2).then_some(head)
     });
@@ -213,7 +214,7 @@ fn an_idle_follow_answers_nothing_once_its_wait_is_over() {
 fn rejections_and_purges_wake_followers_too() {
     let (cluster, est, fra) = two_nodes();
     let fra_head = head(&fra);
-    let waiting = follower(fra.socket.clone(), fra_head, 1);
+    let waiting = follower(fra.socket().to_path_buf(), fra_head, 1);
     std::thread::sleep(Duration::from_millis(300));
     // Garbage from an authenticated peer: refused, and recorded.
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -232,7 +233,7 @@ fn rejections_and_purges_wake_followers_too() {
     );
     assert!(rejected[0].detail.is_some());
 
-    let waiting = follower(fra.socket.clone(), fra_head + 1, 1);
+    let waiting = follower(fra.socket().to_path_buf(), fra_head + 1, 1);
     std::thread::sleep(Duration::from_millis(300));
     let _: serde_json::Value = fra.call(&Request::ExercisePurge {
         exercise: "DRILL-NONE".into(),
@@ -251,11 +252,11 @@ fn poc_record_follow_prints_new_entries_and_stops_when_pocd_dies() {
     let (_cluster, est, fra) = two_nodes();
     // Something in the record already, which must not be printed.
     inquire(&est, "FRA.cert");
-    common::eventually("the receipt at EST", || (head(&est) >= 2).then_some(()));
+    poc_testnet::eventually("the receipt at EST", || (head(&est) >= 2).then_some(()));
     let mut poc = std::process::Command::new(exercise_support::poc_binary())
         .env_remove("POC_SOCKET")
         .arg("--socket")
-        .arg(&est.socket)
+        .arg(est.socket())
         .args(["record", "follow"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -308,7 +309,7 @@ fn a_follow_whose_caller_hangs_up_is_dropped_before_its_wait_is_over() {
     use std::io::Write as _;
     let (_cluster, est, fra) = two_nodes();
     let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", est.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", est.pid()))
             .unwrap()
             .count()
     };
@@ -324,19 +325,19 @@ fn a_follow_whose_caller_hangs_up_is_dropped_before_its_wait_is_over() {
     let sent = Instant::now();
     let callers: Vec<_> = (0..40)
         .map(|_| {
-            let mut stream = std::os::unix::net::UnixStream::connect(&est.socket).unwrap();
+            let mut stream = std::os::unix::net::UnixStream::connect(est.socket()).unwrap();
             stream.write_all(&line).unwrap();
             stream
         })
         .collect();
     // (`before` may still count the connection `head` used.)
-    common::eventually("40 follows waiting", || {
+    poc_testnet::eventually("40 follows waiting", || {
         (fds() >= before + 35).then_some(())
     });
     drop(callers);
     // Their connections close as soon as the callers are gone, not when
     // their 30 s waits end.
-    let closed = common::eventually("the abandoned follows' connections closed", || {
+    let closed = poc_testnet::eventually("the abandoned follows' connections closed", || {
         (fds() <= before + 5).then(Instant::now)
     });
     assert!(
@@ -346,7 +347,7 @@ fn a_follow_whose_caller_hangs_up_is_dropped_before_its_wait_is_over() {
     );
     // A caller that only closes its sending side is answered at once with
     // what is there (nothing new here), then the connection ends.
-    let mut caller = std::os::unix::net::UnixStream::connect(&est.socket).unwrap();
+    let mut caller = std::os::unix::net::UnixStream::connect(est.socket()).unwrap();
     caller.write_all(&line).unwrap();
     let asked = Instant::now();
     caller.shutdown(std::net::Shutdown::Write).unwrap();

@@ -12,10 +12,11 @@
 
 mod common;
 
-use common::{Cluster, eventually};
+use common::Cluster;
 use poc_control::{Request, SendAccepted, SendRequest, ThreadView};
 use poc_proto::message::{AttachmentContent, Language};
 use poc_proto::{Body, PocId, Role};
+use poc_testnet::eventually;
 
 #[test]
 fn imported_iodef_inquiries_arrive_with_the_original_attached_byte_for_byte() {

@@ -14,10 +14,11 @@
 mod common;
 mod relay_harness;
 
-use common::{Cluster, Daemon, eventually, now};
+use common::Cluster;
 use poc_control::{OutboxView, Request, SendAccepted, SendRequest, ThreadView};
 use poc_proto::message::*;
 use poc_proto::{Body, PocId, Role, ThreadId};
+use poc_testnet::{Daemon, eventually, now};
 use relay_harness::{RelaySetup, files_containing, use_relays};
 
 fn send(daemon: &Daemon, to: &str, body: Body) -> SendAccepted {
@@ -131,7 +132,7 @@ fn an_offline_recipient_gets_its_mail_through_the_relay_and_the_relay_sees_no_pl
 
     // The search finds the canary where it is in clear (the sender's own
     // record), so finding nothing at the relay means something.
-    let est_data = cluster.poc("EST.cert").dir.join("data");
+    let est_data = cluster.poc("EST.cert").node.data();
     assert!(!files_containing(&est_data, canary.as_bytes()).is_empty());
     // Every file of the relay (database, WAL, shared memory, key, config,
     // log with the relay's debug output) while it runs.
@@ -180,7 +181,7 @@ fn kill_9_of_the_relay_with_stored_mail_loses_nothing_and_delivers_nothing_twice
     // Exactly five inquiries recorded at FRA, whatever was fetched twice.
     assert_eq!(
         count_rows(
-            &cluster.poc("FRA.cert").database(),
+            &cluster.poc("FRA.cert").node.database(),
             "SELECT count(*) FROM record WHERE event = 'received' AND kind = 'inquiry'"
         ),
         5
@@ -232,7 +233,7 @@ fn an_envelope_tampered_with_in_the_relay_store_is_rejected_and_does_not_block_l
         || (relay.metric("poc_relay_stored_envelopes") == 0).then_some(()),
     );
     assert!(thread(&fra, first.thread_id).is_none());
-    let database = cluster.poc("FRA.cert").database();
+    let database = cluster.poc("FRA.cert").node.database();
     assert_eq!(
         count_rows(
             &database,
@@ -330,7 +331,7 @@ fn the_same_message_directly_and_through_a_relay_twice_is_recorded_and_delivered
         "{:?}",
         view.messages
     );
-    let database = cluster.poc("FRA.cert").database();
+    let database = cluster.poc("FRA.cert").node.database();
     assert_eq!(
         count_rows(
             &database,
@@ -351,7 +352,7 @@ fn the_same_message_directly_and_through_a_relay_twice_is_recorded_and_delivered
 #[test]
 fn a_relay_entry_with_a_bad_key_or_a_duplicate_name_is_named() {
     let cluster = two_technical_pocs();
-    let path = cluster.poc("EST.cert").config();
+    let path = cluster.poc("EST.cert").node.config();
     let base = std::fs::read_to_string(&path).unwrap();
     let key = hex::encode(
         poc_proto::keys::IdentityKeyPair::from_secret_bytes(&[1; 32])

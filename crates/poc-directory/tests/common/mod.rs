@@ -14,69 +14,20 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use poc_control::{Client, Request};
-use poc_proto::certificate::{CertificateBody, Endpoint, PocCertificate, Prekey, PrekeyId};
+use poc_proto::certificate::PocCertificate;
 use poc_proto::directory::{EntryDetails, EntrySubmission, SignedEntryDetails};
-use poc_proto::keys::{IdentityKeyPair, ManagerKeyPair, PrekeySecret, StateRootKeyPair};
+use poc_proto::keys::{ManagerKeyPair, StateRootKeyPair};
 use poc_proto::message::Language;
-use poc_proto::{Issuer, PocId, Role, Seconds, StateCode, Timestamp};
-
-pub fn seed(label: &str) -> [u8; 32] {
-    let d = ring::digest::digest(&ring::digest::SHA256, label.as_bytes());
-    d.as_ref().try_into().unwrap()
-}
-
-pub fn now() -> Timestamp {
-    Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-}
-
-pub fn free_udp() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub fn free_tcp() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A built binary next to `poc-directory` (the same `cargo build` made it).
-pub fn bin(name: &str) -> PathBuf {
-    let own = PathBuf::from(env!("CARGO_BIN_EXE_poc-directory"));
-    let path = own.parent().unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace binaries first (cargo build --workspace --bins)",
-        path.display()
-    );
-    path
-}
-
-pub struct PocSetup {
-    pub id: PocId,
-    pub state: StateCode,
-    pub role: Role,
-    pub port: u16,
-    pub dir: PathBuf,
-    pub certificate: PocCertificate,
-    pub languages: Vec<Language>,
-}
+use poc_proto::{Issuer, Role, Seconds};
+use poc_testnet::{
+    Daemon, PocSetup, PocdConfig, built_binary, eventually, free_tcp_port, free_udp_port,
+    manager_key, state_of, state_root,
+};
 
 pub struct Net {
     pub root: tempfile::TempDir,
@@ -86,16 +37,14 @@ pub struct Net {
     pub directory_port: u16,
     pub public_port: u16,
     pub pocs: BTreeMap<String, PocSetup>,
+    /// Each PoC's working languages, for its entry's details.
+    pub languages: BTreeMap<String, Vec<Language>>,
     pub service: Option<Child>,
-    pub nodes: BTreeMap<String, Child>,
+    pub nodes: BTreeMap<String, Daemon>,
     /// A relay process, if one was started.
     pub relay: Option<Child>,
     /// Extra TOML appended to every node's pocd.toml (e.g. `[[relay]]`).
     pub node_extra: String,
-}
-
-pub fn state_root(state: &str) -> StateRootKeyPair {
-    StateRootKeyPair::from_secret_bytes(&seed(&format!("root {state}")))
 }
 
 impl Net {
@@ -105,7 +54,7 @@ impl Net {
         let root = tempfile::tempdir().unwrap();
         let clock = root.path().join("clock-offset");
         std::fs::write(&clock, "0").unwrap();
-        let manager = ManagerKeyPair::from_secret_bytes(&seed("manager"));
+        let manager = manager_key();
         poc_keyfile::write_secret(
             &root.path().join("manager.key"),
             poc_keyfile::KeyKind::Manager,
@@ -120,9 +69,9 @@ impl Net {
             &manager.public().to_bytes(),
         )
         .unwrap();
-        let directory_port = free_udp();
-        let node_port = free_udp();
-        let public_port = free_tcp();
+        let directory_port = free_udp_port();
+        let node_port = free_udp_port();
+        let public_port = free_tcp_port();
         let service_config = root.path().join("poc-directory.toml");
         std::fs::write(
             &service_config,
@@ -135,74 +84,30 @@ impl Net {
             ),
         )
         .unwrap();
-        let t = now();
         let mut setups = BTreeMap::new();
+        let mut all_languages = BTreeMap::new();
         for (id, role, languages) in pocs {
-            let poc = PocId::new(*id).unwrap();
-            let state = StateCode::new(&id[..3]).unwrap();
-            let identity = seed(&format!("identity {id}"));
-            let prekey_seed = seed(&format!("prekey {id}"));
-            let prekey = PrekeySecret::from_secret_bytes(&prekey_seed);
-            let port = free_udp();
-            let body = CertificateBody {
-                poc_id: poc.clone(),
-                issuer: Issuer::State(state),
-                role: *role,
-                identity_key: IdentityKeyPair::from_secret_bytes(&identity).public(),
-                prekey: Prekey {
-                    id: PrekeyId(u64::from(port)),
-                    public: prekey.public(),
-                    valid_from: t.minus(Seconds::DAY),
-                    valid_until: t.plus(Seconds::days(365)),
-                },
-                valid_from: t.minus(Seconds::DAY),
-                valid_until: t.plus(Seconds::days(365)),
-                endpoints: vec![Endpoint::Direct {
-                    address: format!("127.0.0.1:{port}"),
-                }],
-            };
-            let certificate =
-                PocCertificate::issue_by_state(&body, &state_root(state.as_str())).unwrap();
-            let dir = root.path().join(id);
-            std::fs::create_dir_all(&dir).unwrap();
-            poc_keyfile::write_secret(
-                &dir.join("identity.key"),
-                poc_keyfile::KeyKind::Identity,
-                Some(id),
-                &identity,
+            let setup = PocSetup::create(
+                root.path(),
+                id,
+                Issuer::State(state_of(id)),
+                *role,
+                Seconds::days(365),
             )
             .unwrap();
-            poc_keyfile::write_secret(
-                &dir.join("prekey.key"),
-                poc_keyfile::KeyKind::Prekey,
-                Some(id),
-                &prekey_seed,
-            )
-            .unwrap();
-            setups.insert(
-                id.to_string(),
-                PocSetup {
-                    id: poc,
-                    state,
-                    role: *role,
-                    port,
-                    dir,
-                    certificate,
-                    languages: languages.to_vec(),
-                },
-            );
+            setups.insert(id.to_string(), setup);
+            all_languages.insert(id.to_string(), languages.to_vec());
         }
-        for state in setups
-            .values()
-            .map(|p| p.state)
-            .collect::<std::collections::BTreeSet<_>>()
+        for state in pocs
+            .iter()
+            .map(|(id, _, _)| state_of(id))
+            .collect::<BTreeSet<_>>()
         {
-            let root_key = state_root(state.as_str());
             poc_keyfile::write_public(
                 &root.path().join(format!("{state}-root.pub")),
                 poc_keyfile::KeyKind::StateRoot,
                 Some(state.as_str()),
-                &root_key.public().to_bytes(),
+                &state_root(state).public().to_bytes(),
             )
             .unwrap();
         }
@@ -214,6 +119,7 @@ impl Net {
             directory_port,
             public_port,
             pocs: setups,
+            languages: all_languages,
             service: None,
             nodes: BTreeMap::new(),
             relay: None,
@@ -236,7 +142,7 @@ impl Net {
 
     /// Runs `poc-directory ARGS` (with the test clock).
     pub fn directory_cli(&self, args: &[&str]) -> Output {
-        Command::new(bin("poc-directory"))
+        Command::new(built_binary("poc-directory"))
             .args(args)
             .env("POCNET_CLOCK_OFFSET_FILE", &self.clock)
             .output()
@@ -272,12 +178,13 @@ impl Net {
     /// The details a State signs for `id`.
     pub fn details(&self, id: &str, revision: u64, revoked: bool) -> EntryDetails {
         let poc = self.poc(id);
+        let languages = &self.languages[id];
         EntryDetails {
             poc_id: poc.id.clone(),
             revision,
             entity: format!(
                 "{} {}",
-                poc.state,
+                state_of(id),
                 if poc.role == Role::Technical {
                     "national CERT"
                 } else {
@@ -288,8 +195,8 @@ impl Net {
             person_title: Some("Duty officer".into()),
             phone: Some(format!("+000 {}", poc.port)),
             email: Some(format!("{}@example.invalid", id.to_lowercase())),
-            working_languages: poc.languages.clone(),
-            language: *poc.languages.first().unwrap_or(&Language::English),
+            working_languages: languages.clone(),
+            language: *languages.first().unwrap_or(&Language::English),
             english: None,
             revoked,
         }
@@ -320,7 +227,7 @@ impl Net {
             id,
             &self.details(id, revision, revoked),
             &poc.certificate,
-            &state_root(poc.state.as_str()),
+            &state_root(state_of(id)),
             &format!("r{revision}"),
         );
         self.manager(&["submit", path.to_str().unwrap()]);
@@ -329,8 +236,11 @@ impl Net {
     /// Enrols every State and submits every PoC, then exports the newest
     /// snapshot as every node's first link.
     pub fn publish_all(&self) {
-        let states: std::collections::BTreeSet<String> =
-            self.pocs.values().map(|p| p.state.to_string()).collect();
+        let states: BTreeSet<String> = self
+            .pocs
+            .keys()
+            .map(|id| state_of(id).to_string())
+            .collect();
         for state in &states {
             self.enrol(state);
         }
@@ -348,7 +258,7 @@ impl Net {
     pub fn start_relay(&mut self) -> String {
         let dir = self.path().join("relay");
         std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(bin("poc-relay"))
+        let out = Command::new(built_binary("poc-relay"))
             .arg("--keygen")
             .arg(dir.join("relay.key"))
             .output()
@@ -359,8 +269,8 @@ impl Net {
             String::from_utf8_lossy(&out.stderr)
         );
         let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let port = free_udp();
-        let metrics = free_tcp();
+        let port = free_udp_port();
+        let metrics = free_tcp_port();
         let root = self.path().display();
         std::fs::write(
             dir.join("poc-relay.toml"),
@@ -372,7 +282,7 @@ impl Net {
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("relay.log")).unwrap();
-        let child = Command::new(bin("poc-relay"))
+        let child = Command::new(built_binary("poc-relay"))
             .arg("--config")
             .arg(dir.join("poc-relay.toml"))
             .stdout(Stdio::null())
@@ -392,7 +302,7 @@ impl Net {
 
     pub fn start_service(&mut self) {
         let log = std::fs::File::create(self.path().join("service.log")).unwrap();
-        let child = Command::new(bin("poc-directory"))
+        let child = Command::new(built_binary("poc-directory"))
             .args(["serve", "--config", self.service_config.to_str().unwrap()])
             .env("POCNET_CLOCK_OFFSET_FILE", &self.clock)
             .env("POC_DIRECTORY_LOG", "info,poc_directory=debug")
@@ -431,52 +341,39 @@ impl Net {
         }
     }
 
-    /// Writes `id`'s pocd.toml.
+    /// Writes `id`'s pocd.toml: syncing from the service, answering
+    /// pings itself or not, with whatever `node_extra` adds.
     pub fn node_config(&self, id: &str, auto_reply: bool) -> PathBuf {
         let poc = self.poc(id);
-        let path = poc.dir.join("pocd.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[node]\npoc_id = \"{id}\"\ndata_dir = \"data\"\nidentity_key = \"identity.key\"\nprekey_key = \"prekey.key\"\nlisten = \"127.0.0.1:{}\"\n\n\
-                 [directory]\nsnapshot = \"../directory.snapshot\"\nmanager_key = \"../manager.pub\"\nservice = \"127.0.0.1:{}\"\nsync_interval_seconds = 3600\n\n\
-                 [delivery]\nretry_initial_seconds = 1\nretry_max_seconds = 2\n\n[pings]\nauto_reply = {auto_reply}\n{}",
-                poc.port, self.directory_port, self.node_extra
+        let config = PocdConfig {
+            directory_extra: format!(
+                "service = \"127.0.0.1:{}\"\nsync_interval_seconds = 3600\n",
+                self.directory_port
             ),
-        )
-        .unwrap();
-        path
+            fast_retries: true,
+            tail: format!("\n[pings]\nauto_reply = {auto_reply}\n{}", self.node_extra),
+            ..PocdConfig::new(id, poc.port)
+        };
+        config.write(&poc.node).unwrap();
+        poc.node.config()
     }
 
     pub fn start_node(&mut self, id: &str, auto_reply: bool) {
-        let config = self.node_config(id, auto_reply);
-        let poc = self.poc(id);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(poc.dir.join("pocd.log"))
-            .unwrap();
-        let child = Command::new(bin("pocd"))
-            .arg("--config")
-            .arg(&config)
-            .env("POCNET_CLOCK_OFFSET_FILE", &self.clock)
-            .env("POCD_LOG", "info,pocd=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.nodes.insert(id.to_string(), child);
-        let socket = self.socket(id);
-        eventually(&format!("pocd {id}"), || {
-            Client::connect(&socket)
-                .ok()?
-                .call::<serde_json::Value>(&Request::Status)
-                .ok()
-        });
+        self.node_config(id, auto_reply);
+        let clock = self.clock.display().to_string();
+        let daemon = Daemon::start(
+            &built_binary("pocd"),
+            &self.poc(id).node,
+            &[
+                ("POCNET_CLOCK_OFFSET_FILE", clock.as_str()),
+                ("POCD_LOG", "info,pocd=debug"),
+            ],
+        );
+        self.nodes.insert(id.to_string(), daemon);
     }
 
     pub fn socket(&self, id: &str) -> PathBuf {
-        self.poc(id).dir.join("data/pocd.sock")
+        self.poc(id).node.socket()
     }
 
     pub fn call<T: serde::de::DeserializeOwned>(&self, id: &str, request: &Request) -> T {
@@ -496,7 +393,7 @@ impl Net {
 
     /// Runs `poc ARGS` against `id`'s node.
     pub fn poc_cli(&self, id: &str, args: &[&str]) -> Output {
-        Command::new(bin("poc"))
+        Command::new(built_binary("poc"))
             .args(args)
             .env("POC_SOCKET", self.socket(id))
             .output()
@@ -509,21 +406,16 @@ impl Net {
     }
 
     pub fn stop_node(&mut self, id: &str) {
-        if let Some(mut child) = self.nodes.remove(id) {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(daemon) = self.nodes.remove(id) {
+            daemon.kill9();
         }
     }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
-        for child in self
-            .nodes
-            .values_mut()
-            .chain(self.service.as_mut())
-            .chain(self.relay.as_mut())
-        {
+        // The nodes are killed when their Daemons drop.
+        for child in self.service.as_mut().into_iter().chain(self.relay.as_mut()) {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -531,7 +423,7 @@ impl Drop for Net {
             let log = std::fs::read_to_string(self.path().join("service.log")).unwrap_or_default();
             eprintln!("----- service log -----\n{log}");
             for (id, poc) in &self.pocs {
-                let log = std::fs::read_to_string(poc.dir.join("pocd.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(poc.node.log()).unwrap_or_default();
                 eprintln!("----- pocd log of {id} -----\n{log}");
             }
         }
@@ -544,16 +436,4 @@ pub fn report_target(report: &serde_json::Value, id: &str) -> serde_json::Value 
         .as_array()
         .and_then(|t| t.iter().find(|t| t["poc_id"] == id).cloned())
         .unwrap_or(serde_json::Value::Null)
-}
-
-/// Polls `check` until it returns Some, for at most 30 s.
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }

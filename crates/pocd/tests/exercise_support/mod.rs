@@ -13,56 +13,25 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use poc_proto::certificate::PocCertificate;
-use poc_proto::keys::ManagerKeyPair;
-use poc_proto::{Issuer, PocId, Role};
+use poc_proto::{Issuer, Role, Seconds};
+use poc_testnet::PocSetup;
 
-use crate::common::{Cluster, NewPoc, PocSetup, new_poc, seed};
+use crate::common::{Cluster, node_config};
 
 /// Adds the directory manager's ping identity `id` (certified by the
 /// manager key) to the cluster and re-signs its directory with it.
 pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
-    let manager = ManagerKeyPair::from_secret_bytes(&seed("manager"));
-    let NewPoc {
-        port,
-        identity,
-        dir,
-        body,
-    } = new_poc(
+    let setup = PocSetup::create(
         cluster.root.path(),
         id,
         Issuer::DirectoryManager,
         Role::DirectoryManager,
-    );
-    let certificate = PocCertificate::issue_by_manager(&body, &manager).unwrap();
+        Seconds::days(30),
+    )
+    .unwrap();
     // Same configuration as the State nodes of `common`, on its own port.
-    let state_config =
-        std::fs::read_to_string(cluster.pocs.values().next().unwrap().config()).unwrap();
-    let config = state_config
-        .lines()
-        .map(|line| {
-            if line.starts_with("poc_id") {
-                format!("poc_id = \"{id}\"")
-            } else if line.starts_with("listen") {
-                format!("listen = \"127.0.0.1:{port}\"")
-            } else {
-                line.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(dir.join("pocd.toml"), config + "\n").unwrap();
-    cluster.pocs.insert(
-        id.to_owned(),
-        PocSetup {
-            id: PocId::new(id).unwrap(),
-            role: Role::DirectoryManager,
-            port,
-            dir,
-            identity,
-            certificate,
-        },
-    );
+    node_config(id, setup.port).write(&setup.node).unwrap();
+    cluster.pocs.insert(id.to_owned(), setup);
     let all: Vec<String> = cluster.pocs.keys().cloned().collect();
     cluster.write_directory(&all.iter().map(String::as_str).collect::<Vec<_>>());
 }
@@ -70,13 +39,7 @@ pub fn add_manager_node(cluster: &mut Cluster, id: &str) {
 /// The built `poc` binary, beside `pocd` (build both in the same cargo call:
 /// `cargo build --workspace --bins`).
 pub fn poc_binary() -> PathBuf {
-    let poc = Path::new(env!("CARGO_BIN_EXE_pocd")).with_file_name("poc");
-    assert!(
-        poc.is_file(),
-        "the `poc` binary is not at {}: build it first with `cargo build -p poc-cli` (or `cargo build --workspace --bins`) in the same target directory",
-        poc.display()
-    );
-    poc
+    poc_testnet::built_binary("poc")
 }
 
 /// Runs `poc ARGS` and returns its output.

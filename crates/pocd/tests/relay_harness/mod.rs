@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use poc_proto::keys::IdentityKeyPair;
 
-use crate::common::{Cluster, free_port};
+use poc_testnet::{built_binary, free_tcp_port, free_udp_port, seed};
+
+use crate::common::Cluster;
 
 /// A relay's files: config, key, data directory and log, all under `dir`.
 pub struct RelaySetup {
@@ -30,32 +32,13 @@ pub struct RelaySetup {
     pub identity: IdentityKeyPair,
 }
 
-fn relay_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_pocd")).with_file_name("poc-relay");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p poc-relay --bins` first",
-        path.display()
-    );
-    path
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl RelaySetup {
     /// A relay serving `cluster`'s directory; `limits` is extra TOML for
     /// its `[limits]` section.
     pub fn new(cluster: &Cluster, name: &str, limits: &str) -> RelaySetup {
         let dir = cluster.root.path().join(format!("relay-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let seed = ring::digest::digest(&ring::digest::SHA256, format!("relay {name}").as_bytes());
-        let seed: [u8; 32] = seed.as_ref().try_into().unwrap();
+        let seed = seed(&format!("relay {name}"));
         poc_keyfile::write_secret(
             &dir.join("relay.key"),
             poc_keyfile::KeyKind::Identity,
@@ -63,7 +46,7 @@ impl RelaySetup {
             &seed,
         )
         .unwrap();
-        let port = free_port();
+        let port = free_udp_port();
         let metrics_port = free_tcp_port();
         let root = cluster.root.path().display();
         std::fs::write(
@@ -110,7 +93,7 @@ impl RelaySetup {
             .append(true)
             .open(self.log())
             .unwrap();
-        let child = Command::new(relay_binary())
+        let child = Command::new(built_binary("poc-relay"))
             .arg("--config")
             .arg(self.dir.join("poc-relay.toml"))
             .stdout(Stdio::null())
@@ -173,7 +156,7 @@ impl Drop for RelayProcess {
 
 /// Adds `relays`, in order, to the configuration of the node of `poc`.
 pub fn use_relays(cluster: &Cluster, poc: &str, relays: &[&RelaySetup]) {
-    let path = cluster.poc(poc).config();
+    let path = cluster.poc(poc).node.config();
     let mut config = std::fs::read_to_string(&path).unwrap();
     for relay in relays {
         config.push_str(&relay.node_config());
