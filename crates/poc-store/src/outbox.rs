@@ -291,6 +291,7 @@ impl Tx<'_> {
     ) -> Result<OutboxId, StoreError> {
         let missing = [
             (sent.event != RecordEvent::Sent, "a Sent event"),
+            (sent.message_id.is_none(), "a message id"),
             (sent.peer.is_none(), "a recipient"),
             (sent.thread_id.is_none(), "a thread id"),
             (sent.kind.is_none(), "a kind"),
@@ -298,16 +299,12 @@ impl Tx<'_> {
         ]
         .into_iter()
         .find_map(|(missing, what)| missing.then_some(what));
-        let Some(message_id) = sent.message_id else {
-            return Err(StoreError::Invalid(
-                "a message to send needs a message id".into(),
-            ));
-        };
-        if let Some(what) = missing {
+        let (Some(message_id), None) = (sent.message_id, missing) else {
             return Err(StoreError::Invalid(format!(
-                "a message to send needs {what} in its record entry"
+                "a message to send needs {} in its record entry",
+                missing.unwrap_or("a message id")
             )));
-        }
+        };
         let queued: bool = self
             .conn()
             .prepare_cached(

@@ -393,7 +393,7 @@ fn entry_view(entry: &RecordEntry) -> RecordEntryView {
     RecordEntryView {
         seq: entry.seq,
         at: entry.at,
-        event: format!("{:?}", entry.event).to_lowercase(),
+        event: entry.event.as_str().to_owned(),
         peer: entry.peer.clone(),
         message_id: entry.message_id,
         thread_id: entry.thread_id,

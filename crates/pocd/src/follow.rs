@@ -51,7 +51,7 @@ fn view(entry: &RecordSummary) -> RecordSummaryView {
     RecordSummaryView {
         seq: entry.seq,
         at: entry.at,
-        event: entry.event.to_string(),
+        event: entry.event.as_str().to_owned(),
         peer: entry.peer.clone(),
         message_id: entry.message_id,
         thread_id: entry.thread_id,
