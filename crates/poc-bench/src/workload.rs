@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use poc_control::{ApiError, Client, Request, SendAccepted, SendRequest};
-use poc_proto::message::{Handling, Language};
+use poc_proto::message::Handling;
 use poc_proto::testkit::sample_inquiry;
 use poc_proto::{Body, PocId, ThreadId};
 use serde::Deserialize;
@@ -219,15 +219,11 @@ impl Run {
 
 /// The Send request every message uses (the daemon draws fresh ids).
 fn send_request() -> anyhow::Result<Request> {
-    Ok(Request::Send(Box::new(SendRequest {
-        to: PocId::new(RECIPIENT).map_err(|e| anyhow!("{e}"))?,
-        thread: None,
-        in_reply_to: None,
-        language: Language::English,
-        handling: Handling::Confidential,
-        exercise: None,
-        body: Body::Inquiry(sample_inquiry(PAYLOAD)),
-    })))
+    Ok(Request::Send(Box::new(SendRequest::new(
+        PocId::new(RECIPIENT).map_err(|e| anyhow!("{e}"))?,
+        Handling::Confidential,
+        Body::Inquiry(sample_inquiry(PAYLOAD)),
+    ))))
 }
 
 /// Size of one Send request line on the control socket (JSON).

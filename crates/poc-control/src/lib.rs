@@ -239,6 +239,23 @@ pub struct SendRequest {
     pub body: Body,
 }
 
+impl SendRequest {
+    /// A message opening a new thread with `to` (an inquiry, a ping), in
+    /// English, outside any exercise. Replies and exercise traffic set the
+    /// other fields with struct update syntax.
+    pub fn new(to: PocId, handling: Handling, body: Body) -> SendRequest {
+        SendRequest {
+            to,
+            thread: None,
+            in_reply_to: None,
+            language: Language::English,
+            handling,
+            exercise: None,
+            body,
+        }
+    }
+}
+
 /// What the daemon says back after accepting a send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendAccepted {

@@ -41,17 +41,13 @@ fn six() -> Vec<(&'static str, Role, &'static [Language])> {
 fn inquiry(net: &Net, from: &str, to: &str) -> Result<SendAccepted, poc_control::ClientError> {
     net.try_call(
         from,
-        &Request::Send(Box::new(SendRequest {
-            to: PocId::new(to).unwrap(),
-            thread: None,
-            in_reply_to: None,
-            language: Language::English,
-            handling: Handling::Confidential,
-            exercise: None,
-            body: Body::Inquiry(Inquiry::new_minimal(Text::new(
+        &Request::Send(Box::new(SendRequest::new(
+            PocId::new(to).unwrap(),
+            Handling::Confidential,
+            Body::Inquiry(Inquiry::new_minimal(Text::new(
                 "Scanning from your networks",
             ))),
-        })),
+        ))),
     )
 }
 

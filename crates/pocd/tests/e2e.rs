@@ -27,13 +27,9 @@ fn send(
     body: Body,
 ) -> SendAccepted {
     daemon.call(&Request::Send(Box::new(SendRequest {
-        to: PocId::new(to).unwrap(),
         thread,
         in_reply_to,
-        language: Language::English,
-        handling: Handling::Tlp(Tlp::Amber),
-        exercise: None,
-        body,
+        ..SendRequest::new(PocId::new(to).unwrap(), Handling::Tlp(Tlp::Amber), body)
     })))
 }
 
@@ -208,15 +204,11 @@ fn a_diplomat_cannot_write_to_a_foreign_technical_poc() {
     let est = cluster.start("EST.mfa");
     let err = est
         .client()
-        .call::<SendAccepted>(&Request::Send(Box::new(SendRequest {
-            to: PocId::new("FRA.cert").unwrap(),
-            thread: None,
-            in_reply_to: None,
-            language: Language::English,
-            handling: Handling::Confidential,
-            exercise: None,
-            body: inquiry(),
-        })))
+        .call::<SendAccepted>(&Request::Send(Box::new(SendRequest::new(
+            PocId::new("FRA.cert").unwrap(),
+            Handling::Confidential,
+            inquiry(),
+        ))))
         .unwrap_err();
     let text = err.to_string();
     assert!(

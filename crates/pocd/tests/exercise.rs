@@ -387,15 +387,11 @@ fn the_technical_inquiry_runs_end_to_end_with_the_iodef_report_attached() {
     );
 
     // The node lists the exercise thread apart from real ones.
-    let real = est.call::<SendAccepted>(&Request::Send(Box::new(SendRequest {
-        to: PocId::new("FRA.cert").unwrap(),
-        thread: None,
-        in_reply_to: None,
-        language: Language::English,
-        handling: Handling::Confidential,
-        exercise: None,
-        body: Body::Inquiry(Inquiry::new_minimal(Text::new("A real phishing wave"))),
-    })));
+    let real = est.call::<SendAccepted>(&Request::Send(Box::new(SendRequest::new(
+        PocId::new("FRA.cert").unwrap(),
+        Handling::Confidential,
+        Body::Inquiry(Inquiry::new_minimal(Text::new("A real phishing wave"))),
+    ))));
     let inbox = poc(&["--socket", est.socket().to_str().unwrap(), "inbox"]);
     let inbox = text(&inbox.stdout);
     let heading = inbox
@@ -589,13 +585,9 @@ fn send_raw(daemon: &Daemon, request: SendRequest) -> Result<SendAccepted, ApiEr
 
 fn request(to: &str, thread: Option<ThreadId>, exercise: Option<&str>, body: Body) -> SendRequest {
     SendRequest {
-        to: PocId::new(to).unwrap(),
         thread,
-        in_reply_to: None,
-        language: Language::English,
-        handling: Handling::Confidential,
         exercise: exercise.map(|e| ExerciseId(e.into())),
-        body,
+        ..SendRequest::new(PocId::new(to).unwrap(), Handling::Confidential, body)
     }
 }
 

@@ -22,7 +22,7 @@ use common::Cluster;
 use poc_control::{
     Client, RecordEntryView, RecordSummaryView, Request, SendAccepted, SendRequest, StatusView,
 };
-use poc_proto::message::{Handling, Inquiry, Language, Text};
+use poc_proto::message::{Handling, Inquiry, Text};
 use poc_proto::{Body, PocId, Role};
 use poc_testnet::Daemon;
 
@@ -41,15 +41,11 @@ fn head(daemon: &Daemon) -> u64 {
 }
 
 fn inquire(from: &Daemon, to: &str) -> SendAccepted {
-    from.call(&Request::Send(Box::new(SendRequest {
-        to: PocId::new(to).unwrap(),
-        thread: None,
-        in_reply_to: None,
-        language: Language::English,
-        handling: Handling::Confidential,
-        exercise: None,
-        body: Body::Inquiry(Inquiry::new_minimal(Text::new("Scanning from your AS"))),
-    })))
+    from.call(&Request::Send(Box::new(SendRequest::new(
+        PocId::new(to).unwrap(),
+        Handling::Confidential,
+        Body::Inquiry(Inquiry::new_minimal(Text::new("Scanning from your AS"))),
+    ))))
 }
 
 fn follow_call(client: &mut Client, after_seq: u64, wait_ms: u32) -> Vec<RecordSummaryView> {

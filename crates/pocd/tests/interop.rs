@@ -14,7 +14,7 @@ mod common;
 
 use common::Cluster;
 use poc_control::{Request, SendAccepted, SendRequest, ThreadView};
-use poc_proto::message::{AttachmentContent, Language};
+use poc_proto::message::AttachmentContent;
 use poc_proto::{Body, PocId, Role};
 use poc_testnet::eventually;
 
@@ -47,15 +47,11 @@ fn imported_iodef_inquiries_arrive_with_the_original_attached_byte_for_byte() {
     for file in &samples {
         let original = std::fs::read(file).unwrap();
         let imported = poc_interop::iodef::import(&original).unwrap();
-        let sent: SendAccepted = est.call(&Request::Send(Box::new(SendRequest {
-            to: PocId::new("FRA.cert").unwrap(),
-            thread: None,
-            in_reply_to: None,
-            language: Language::English,
-            handling: imported.handling,
-            exercise: None,
-            body: Body::Inquiry(imported.inquiry.clone()),
-        })));
+        let sent: SendAccepted = est.call(&Request::Send(Box::new(SendRequest::new(
+            PocId::new("FRA.cert").unwrap(),
+            imported.handling,
+            Body::Inquiry(imported.inquiry.clone()),
+        ))));
         let at_fra: ThreadView = eventually("the imported inquiry at FRA", || {
             fra.client()
                 .call::<ThreadView>(&Request::Thread {

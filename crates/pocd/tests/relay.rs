@@ -22,15 +22,11 @@ use poc_testnet::{Daemon, eventually, now};
 use relay_harness::{RelaySetup, files_containing, use_relays};
 
 fn send(daemon: &Daemon, to: &str, body: Body) -> SendAccepted {
-    daemon.call(&Request::Send(Box::new(SendRequest {
-        to: PocId::new(to).unwrap(),
-        thread: None,
-        in_reply_to: None,
-        language: Language::English,
-        handling: Handling::Tlp(Tlp::Amber),
-        exercise: None,
+    daemon.call(&Request::Send(Box::new(SendRequest::new(
+        PocId::new(to).unwrap(),
+        Handling::Tlp(Tlp::Amber),
         body,
-    })))
+    ))))
 }
 
 fn inquiry(summary: &str) -> Body {
