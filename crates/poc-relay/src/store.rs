@@ -383,20 +383,76 @@ fn time_sql(t: Timestamp) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
+/// A write transaction begun and ended through cached statements, where
+/// rusqlite's `Transaction` parses `BEGIN` and `COMMIT` anew every time (the
+/// parser was ~5 % of the store's CPU per envelope in `benches/store.rs`).
+/// Dropped without [`WriteTx::commit`], it rolls back.
+struct WriteTx<'c> {
+    conn: &'c Connection,
+    committed: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    fn begin(conn: &'c Connection) -> Result<WriteTx<'c>, StoreError> {
+        conn.prepare_cached("BEGIN")?.execute([])?;
+        Ok(WriteTx {
+            conn,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self) -> Result<(), StoreError> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        // After some errors SQLite has already rolled back by itself.
+        if !self.committed && !self.conn.is_autocommit() {
+            let rollback = self.conn.prepare_cached("ROLLBACK");
+            if let Err(e) = rollback.and_then(|mut stmt| stmt.execute([])) {
+                tracing::error!(error = %e, "could not roll back a relay store transaction");
+            }
+        }
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Pages large enough for a typical envelope to sit in its row rather
-        // than in overflow pages (takes effect only when the file is new).
-        conn.execute_batch("PRAGMA page_size = 16384;")?;
+        // SQLite's default page size, set explicitly because it was once
+        // 16 KiB here (to keep a 4 KiB envelope in its row): with an envelope
+        // in an overflow page of its own, B-tree balancing moves small cells
+        // instead of whole envelopes, and a deposit, fetch and acknowledgement
+        // cost ~30 % less (`benches/store.rs`, BENCHMARKS.md). Takes effect
+        // only when the file is new.
+        conn.execute_batch("PRAGMA page_size = 4096;")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Corrupt(format!(
                 "could not enable WAL (journal_mode is {mode})"
             )));
         }
+        // Plans must not depend on bound values, or SQLite recompiles a
+        // statement whenever a binding its plan consulted changes (~1 % of
+        // the relay's CPU in a profile), undoing the statement cache.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )?;
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA secure_delete = FAST;
@@ -475,7 +531,7 @@ impl RelayStore for SqliteStore {
         batch: &[NewEnvelope],
         quota: Quota,
     ) -> Result<Vec<DepositOutcome>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = WriteTx::begin(&self.conn)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         // Usage as it will be once this batch commits.
         let mut pending: HashMap<MailboxId, Usage> = HashMap::new();
@@ -551,7 +607,7 @@ impl RelayStore for SqliteStore {
         // loses it, the envelope is fetched again and the recipient, which
         // has recorded it, acknowledges it as a duplicate. The next flush
         // makes it durable with whatever was deposited meanwhile.
-        let tx = self.conn.transaction()?;
+        let tx = WriteTx::begin(&self.conn)?;
         let (mut deleted, mut bytes) = (0i64, 0i64);
         {
             let mut stmt = tx.prepare_cached(
@@ -572,7 +628,7 @@ impl RelayStore for SqliteStore {
     }
 
     fn expire(&mut self, now: Timestamp) -> Result<u64, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = WriteTx::begin(&self.conn)?;
         let mut dropped: Vec<(MailboxId, i64, i64)> = Vec::new();
         {
             let mut stmt = tx.prepare_cached(
@@ -604,5 +660,40 @@ impl RelayStore for SqliteStore {
             envelopes: t.envelopes + u.envelopes,
             bytes: t.bytes.saturating_add(u.bytes),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn rows(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_write_transaction_commits_or_rolls_back_when_dropped() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+
+        let tx = WriteTx::begin(&conn).unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        drop(tx);
+        assert_eq!(rows(&conn), 0, "dropped without commit: rolled back");
+        assert!(conn.is_autocommit());
+
+        let tx = WriteTx::begin(&conn).unwrap();
+        tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(rows(&conn), 1);
+
+        // The cached statements serve the next transaction as well.
+        let tx = WriteTx::begin(&conn).unwrap();
+        tx.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(rows(&conn), 2);
     }
 }

@@ -252,6 +252,8 @@ fn sqlite_is_durable_across_reopen_with_wal_and_a_flusher_of_the_wal() {
         // Commits do not wait for the disk: the flusher syncs the WAL.
         assert_eq!(store.pragma("synchronous").unwrap(), "1", "NORMAL");
         assert_eq!(store.pragma("secure_delete").unwrap(), "2", "FAST");
+        // An envelope in an overflow page of its own (benches/store.rs).
+        assert_eq!(store.pragma("page_size").unwrap(), "4096");
         let mut flusher = store
             .take_flusher()
             .expect("the SQLite store flushes its WAL");
