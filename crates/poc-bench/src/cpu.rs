@@ -4,7 +4,7 @@ use serde::Serialize;
 
 /// Clock ticks per second of /proc's times (`getconf CLK_TCK`; 100 on
 /// Linux unless the kernel says otherwise).
-fn ticks_per_second() -> f64 {
+pub(crate) fn ticks_per_second() -> f64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -16,7 +16,7 @@ fn ticks_per_second() -> f64 {
 }
 
 /// User + system CPU time of a process (all its threads), or of this one.
-fn process_ticks(pid: Option<u32>) -> Option<u64> {
+pub(crate) fn process_ticks(pid: Option<u32>) -> Option<u64> {
     let path = match pid {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_owned(),
@@ -41,7 +41,7 @@ fn process_write_bytes(pid: u32) -> Option<u64> {
 }
 
 /// Whole-machine ticks: (busy, idle, iowait), from the `cpu` line of /proc/stat.
-fn machine_ticks() -> Option<(u64, u64, u64)> {
+pub(crate) fn machine_ticks() -> Option<(u64, u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let line = text.lines().find(|l| l.starts_with("cpu "))?;
     let v: Vec<u64> = line

@@ -14,12 +14,21 @@
 //! - **Idle connections**: `--idle` authenticated connections held open to the
 //!   relay; the relay process's resident memory before and after gives the
 //!   per-connection figure.
+//! - **Where the CPU goes**: the machine's busy time per envelope over the
+//!   timed relay run (and the relay's and this tool's shares), per request
+//!   over the baseline, the CPU per envelope that the rate target leaves
+//!   (`nproc / (0.5 x raw rate)`), and the relay's storage alone, in this
+//!   process with nothing else running: groups of 16 deposits, a fetch and
+//!   an acknowledgement of each group, and a WAL flush for each.
 //!
 //! ```sh
 //! cargo build --release -p poc-relay -p poc-bench && target/release/poc-relay-bench [--json]
 //! ```
 #![forbid(unsafe_code)]
 
+#[path = "cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
 #[path = "stats.rs"]
 #[allow(dead_code)]
 mod stats;
@@ -38,6 +47,7 @@ use poc_proto::keys::IdentityKeyPair;
 use poc_proto::testkit::World;
 use poc_proto::{PocId, Timestamp};
 use poc_relay::client::{RelayClient, RelayPins, bind_endpoint};
+use poc_relay::store::{MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore};
 use poc_transport::{ALPN_NODE, Endpoint, Limits, PeerAuthority};
 use serde::Serialize;
 use stats::Summary;
@@ -87,6 +97,71 @@ struct Throughput {
     latency: Summary,
 }
 
+/// CPU counters read around a timed run.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    /// Whole machine: (busy, idle, iowait) ticks.
+    machine: Option<(u64, u64, u64)>,
+    relay: Option<u64>,
+    me: Option<u64>,
+}
+
+impl Counters {
+    fn read(relay: Option<u32>) -> Counters {
+        Counters {
+            machine: cpu::machine_ticks(),
+            relay: relay.and_then(|pid| cpu::process_ticks(Some(pid))),
+            me: cpu::process_ticks(None),
+        }
+    }
+}
+
+/// CPU used over a run, per envelope (or request), µs.
+#[derive(Debug, Default, Serialize)]
+struct CpuPerItem {
+    /// Everything on the machine (busy time of all CPUs).
+    machine_us: Option<f64>,
+    /// The relay process.
+    relay_us: Option<f64>,
+    /// This tool (both clients, or both baseline endpoints).
+    this_tool_us: Option<f64>,
+    /// Share of all CPUs' time busy.
+    busy: Option<f64>,
+    /// Busy and all ticks so far, for `busy` over several spans.
+    #[serde(skip)]
+    ticks: (u64, u64),
+}
+
+impl CpuPerItem {
+    /// Adds what was used from `before` to `after` over `items`.
+    fn add(&mut self, before: Counters, after: Counters, items: usize) {
+        let tick_us = 1e6 / cpu::ticks_per_second();
+        let per = |a: Option<u64>, b: Option<u64>| {
+            Some(b?.saturating_sub(a?) as f64 * tick_us / items.max(1) as f64)
+        };
+        let sum = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) => Some(x + y),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        let busy = |m: Option<(u64, u64, u64)>| m.map(|(busy, _, _)| busy);
+        self.machine_us = sum(
+            self.machine_us,
+            per(busy(before.machine), busy(after.machine)),
+        );
+        self.relay_us = sum(self.relay_us, per(before.relay, after.relay));
+        self.this_tool_us = sum(self.this_tool_us, per(before.me, after.me));
+        if let (Some((b0, i0, w0)), Some((b1, i1, w1))) = (before.machine, after.machine) {
+            let busy = b1.saturating_sub(b0);
+            self.ticks.0 += busy;
+            self.ticks.1 += busy + i1.saturating_sub(i0) + w1.saturating_sub(w0);
+            if self.ticks.1 > 0 {
+                self.busy = Some(self.ticks.0 as f64 / self.ticks.1 as f64);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     tool: &'static str,
@@ -99,6 +174,15 @@ struct Report {
     relay: Throughput,
     /// Relay messages/s over raw QUIC requests/s (target >= 0.5).
     relay_over_raw: f64,
+    /// CPU per request over the baseline's timed halves.
+    raw_quic_cpu: CpuPerItem,
+    /// CPU per envelope over the timed relay run.
+    relay_cpu: CpuPerItem,
+    /// CPU per envelope the whole machine may spend at the rate target:
+    /// nproc / (0.5 x raw QUIC rate), µs.
+    target_budget_us: f64,
+    /// The relay's storage alone (see [`store_alone`]), CPU µs per envelope.
+    store_alone_us: Option<f64>,
     idle_connections_requested: usize,
     /// Connections actually held open when memory was read.
     idle_connections: usize,
@@ -477,6 +561,69 @@ async fn idle_connections(
     Ok((before, after, clients))
 }
 
+/// Envelopes per group commit in [`store_alone`]: about what the relay's
+/// trace log shows under this bench (1,324 commits for 20,000 deposits).
+const STORE_GROUP: usize = 16;
+
+/// CPU of this process per envelope for the relay's storage alone, with
+/// nothing else running: `n` envelopes in groups of [`STORE_GROUP`], each
+/// group deposited in one commit, fetched, acknowledged, and (SQLite) its
+/// WAL flushed, as the relay's store and flush threads do it for the run
+/// above. `None` if /proc cannot be read.
+fn store_alone(dir: &Path, storage: &str, n: usize) -> anyhow::Result<Option<f64>> {
+    let mut store: Box<dyn RelayStore> = match storage {
+        "memory" => Box::new(MemoryStore::default()),
+        _ => Box::new(SqliteStore::open(&dir.join("store-alone.sqlite"))?),
+    };
+    let mut flusher = store.take_flusher();
+    let mailbox = MailboxId([9; 16]);
+    let quota = Quota {
+        max_envelopes: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+    let groups = n.div_ceil(STORE_GROUP).max(1);
+    let batches: Vec<Vec<NewEnvelope>> = (0..groups)
+        .map(|g| {
+            (0..STORE_GROUP)
+                .map(|i| NewEnvelope {
+                    mailbox,
+                    expires_at: Timestamp(now() + 3600),
+                    bytes: envelope(mailbox, (g * STORE_GROUP + i) as u64),
+                })
+                .collect()
+        })
+        .collect();
+    let before = cpu::process_ticks(None);
+    for batch in &batches {
+        let stored = store.deposit_batch(batch, quota)?;
+        ensure!(
+            stored.len() == batch.len(),
+            "store alone: a deposit was refused"
+        );
+        if let Some(flusher) = flusher.as_mut() {
+            flusher.flush()?;
+        }
+        let page = store.fetch(mailbox, Timestamp(now()), 256, usize::MAX)?;
+        let ids: Vec<u64> = page.iter().map(|e| e.id).collect();
+        ensure!(
+            ids.len() == batch.len(),
+            "store alone: fetched {} of {}",
+            ids.len(),
+            batch.len()
+        );
+        store.ack(mailbox, &ids)?;
+    }
+    let after = cpu::process_ticks(None);
+    Ok(match (before, after) {
+        (Some(b), Some(a)) => Some(
+            a.saturating_sub(b) as f64 * 1e6
+                / cpu::ticks_per_second()
+                / (groups * STORE_GROUP) as f64,
+        ),
+        _ => None,
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let q = args.quick;
@@ -492,17 +639,28 @@ fn main() -> anyhow::Result<()> {
         progress("raw QUIC baseline (first half)");
         let warm = (n / 10).max(10);
         raw_quic(&world, warm, concurrency).await?;
+        let mut raw_quic_cpu = CpuPerItem::default();
+        let before = Counters::read(None);
         let (time_a, mut raw_times) = raw_quic(&world, n / 2, concurrency).await?;
+        raw_quic_cpu.add(before, Counters::read(None), n / 2);
         let relay = start_relay(&world, dir.path(), idle + 64, concurrency, &args.storage)?;
+        let relay_pid = Some(relay.child.id());
         progress("relay warm-up");
         through_relay(&relay, &world, warm, concurrency).await?;
         progress(&format!(
             "relay: {n} envelopes of {ENVELOPE} bytes at concurrency {concurrency}"
         ));
+        let mut relay_cpu = CpuPerItem::default();
+        let before = Counters::read(relay_pid);
         let relay_run = through_relay(&relay, &world, n, concurrency).await?;
+        relay_cpu.add(before, Counters::read(relay_pid), n);
         progress("raw QUIC baseline (second half)");
+        let before = Counters::read(None);
         let (time_b, times_b) = raw_quic(&world, n - n / 2, concurrency).await?;
+        raw_quic_cpu.add(before, Counters::read(None), n - n / 2);
         raw_times.extend(times_b);
+        progress(&format!("{} store alone: {n} envelopes", args.storage));
+        let store_alone_us = store_alone(dir.path(), &args.storage, n)?;
         progress(&format!("relay: {idle} idle authenticated connections"));
         let (before, after, clients) = idle_connections(&relay, &world, idle).await?;
         let opened = clients.len();
@@ -515,20 +673,25 @@ fn main() -> anyhow::Result<()> {
             messages_per_second: n as f64 / (time_a + time_b).as_secs_f64(),
             latency: Summary::of(&raw_times),
         };
+        let nproc = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         Ok::<_, anyhow::Error>(Report {
             tool: "poc-relay-bench",
-            schema: 1,
+            schema: 2,
             profile: if cfg!(debug_assertions) {
                 "debug"
             } else {
                 "release"
             },
             storage: args.storage.clone(),
-            nproc: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
+            nproc,
             envelope_bytes: ENVELOPE,
             relay_over_raw: relay_run.messages_per_second / raw.messages_per_second,
+            target_budget_us: nproc as f64 * 1e6 / (0.5 * raw.messages_per_second),
+            raw_quic_cpu,
+            relay_cpu,
+            store_alone_us,
             raw_quic: raw,
             relay: relay_run,
             idle_connections_requested: idle,
@@ -565,6 +728,24 @@ fn main() -> anyhow::Result<()> {
         println!(
             "relay / raw QUIC message rate: {:.2}x (target >= 0.5x)",
             report.relay_over_raw
+        );
+        let us = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.0}"));
+        let c = &report.relay_cpu;
+        println!(
+            "CPU per envelope over the relay run: machine {} us (relay {} us, this tool's two clients {} us; all CPUs busy {} %); raw QUIC: machine {} us per request",
+            us(c.machine_us),
+            us(c.relay_us),
+            us(c.this_tool_us),
+            us(c.busy.map(|b| b * 100.0)),
+            us(report.raw_quic_cpu.machine_us),
+        );
+        println!(
+            "at the target (0.5x raw) the machine has {:.0} us of CPU per envelope ({} CPUs / (0.5 x {:.0} msg/s)); the {} store alone takes {} us of it (groups of {STORE_GROUP} deposits, fetch, ack, WAL flush)",
+            report.target_budget_us,
+            report.nproc,
+            report.raw_quic.messages_per_second,
+            report.storage,
+            us(report.store_alone_us),
         );
         println!(
             "idle connections: {} of {} requested  relay RSS {} KiB -> {} KiB  = {:.0} bytes per connection (target < 65536)",

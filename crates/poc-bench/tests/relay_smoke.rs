@@ -42,6 +42,11 @@ fn quick_relay_run_prints_a_complete_json_report() {
         );
         assert!(doc[run]["messages_per_second"].as_f64().unwrap() > 0.0);
     }
+    assert_eq!(doc["schema"], 2);
+    // Where the CPU goes: /proc is there on the machines this runs on.
+    assert!(doc["target_budget_us"].as_f64().unwrap() > 0.0);
+    assert!(doc["relay_cpu"]["busy"].as_f64().unwrap() > 0.0);
+    assert!(doc["store_alone_us"].as_f64().is_some());
     assert_eq!(doc["idle_connections"], 20);
     assert!(doc["relay_rss_kib_after"].as_u64().unwrap() > 0);
 }
