@@ -226,14 +226,21 @@ fn send_request() -> anyhow::Result<Request> {
     ))))
 }
 
+/// The Send request as one control-protocol line, encoded once: every
+/// message sends the same bytes, and encoding 4 KiB of attachment as hex per
+/// message was this tool's own CPU, not the daemon's.
+fn send_request_line() -> anyhow::Result<Vec<u8>> {
+    Ok(send_request()?.encode()?)
+}
+
 /// Size of one Send request line on the control socket (JSON).
 pub(crate) fn send_request_bytes() -> anyhow::Result<usize> {
-    Ok(serde_json::to_vec(&send_request()?)?.len() + 1)
+    Ok(send_request_line()?.len())
 }
 
 fn worker(
     mut client: Client,
-    request: &Request,
+    request: &[u8],
     tracking: &Mutex<Tracking>,
     next: &AtomicUsize,
     count: usize,
@@ -242,7 +249,7 @@ fn worker(
     let mut samples = Vec::new();
     while !stop.load(Ordering::Relaxed) && next.fetch_add(1, Ordering::Relaxed) < count {
         let start = Instant::now();
-        let accepted: SendAccepted = client.call(request).context("send refused")?;
+        let accepted: SendAccepted = client.call_encoded(request).context("send refused")?;
         let accepted_at = Instant::now();
         let thread = accepted.thread_id;
         let (done, wait) = mpsc::sync_channel(1);
@@ -335,7 +342,7 @@ pub(crate) fn run(
     watch_recipient: bool,
 ) -> anyhow::Result<Run> {
     let concurrency = concurrency.clamp(1, count.max(1));
-    let request = send_request()?;
+    let request = send_request_line()?;
     let tracking = Mutex::new(Tracking::default());
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);

@@ -574,6 +574,15 @@ pub enum ClientError {
     Api(#[from] ApiError),
 }
 
+impl Request {
+    /// The request as one line of the control protocol: JSON and a newline.
+    pub fn encode(&self) -> Result<Vec<u8>, ClientError> {
+        let mut line = serde_json::to_vec(self)?;
+        line.push(b'\n');
+        Ok(line)
+    }
+}
+
 /// A blocking client for the CLI.
 #[derive(Debug)]
 pub struct Client {
@@ -600,9 +609,17 @@ impl Client {
         &mut self,
         request: &Request,
     ) -> Result<T, ClientError> {
-        let mut line = serde_json::to_vec(request)?;
-        line.push(b'\n');
-        self.writer.write_all(&line)?;
+        self.call_encoded(&Request::encode(request)?)
+    }
+
+    /// [`Client::call`] with a request already encoded by
+    /// [`Request::encode`], for a caller sending the same request many
+    /// times (a load generator).
+    pub fn call_encoded<T: serde::de::DeserializeOwned>(
+        &mut self,
+        line: &[u8],
+    ) -> Result<T, ClientError> {
+        self.writer.write_all(line)?;
         let mut answer = String::new();
         self.reader.read_line(&mut answer)?;
         if answer.is_empty() {
