@@ -56,7 +56,7 @@ pub(crate) async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
                 let response = if line.len() > poc_control::MAX_REQUEST_BYTES {
                     Response::Error(ApiError::new("request too large", None))
                 } else {
-                    match serde_json::from_str::<Request>(&line) {
+                    match Request::decode(&line) {
                         Ok(request) => {
                             let (result, gone) = answer(&node, request, &mut lines).await;
                             closing = gone;
