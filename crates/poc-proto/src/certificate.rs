@@ -118,7 +118,17 @@ impl Validate for CertificateBody {
                     });
                 }
             }
-            (Issuer::DirectoryManager, Role::DirectoryManager) => {}
+            (Issuer::DirectoryManager, Role::DirectoryManager) => {
+                // Otherwise the manager could list its own key under a
+                // State PoC's id (ahead of the genuine entry) and speak as it.
+                if let Some(state) = self.poc_id.state() {
+                    v.field("poc_id", |v| {
+                        v.fail(format!(
+                            "the directory manager's own id must not be a PoC id of {state} (`{state}.`)"
+                        ))
+                    });
+                }
+            }
             (issuer, role) => v.field("role", |v| {
                 v.fail(format!("role {role} cannot be certified by {issuer:?}"))
             }),

@@ -636,6 +636,7 @@ impl PeerDirectory for VerifiedDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Role;
     use crate::testkit::{NOW, World};
 
     fn snapshot(world: &World, sequence: u64, previous: SnapshotDigest) -> SignedSnapshot {
@@ -729,6 +730,59 @@ mod tests {
             .verify(&world.manager.public())
             .unwrap_err();
         assert_eq!(err, DirectoryError::BadSignature);
+    }
+
+    #[test]
+    fn a_manager_cannot_take_a_state_pocs_id_for_its_own_identity() {
+        // The manager certifies its own (DirectoryManager) identity under
+        // the id of EST's technical PoC and lists it before the genuine
+        // entry. Encoded by hand, as a hostile manager would, since the
+        // encoder refuses such a body.
+        let world = World::new();
+        let mut body = world.poc("UN.ping").certificate.body().clone();
+        body.poc_id = PocId::new("EST.cert").unwrap();
+        let config = bincode::config::standard()
+            .with_little_endian()
+            .with_fixed_int_encoding();
+        let bytes = bincode::serde::encode_to_vec(&body, config).unwrap();
+        let signature = world.manager.sign(SignatureLabel::PocCertificate, &bytes);
+        let impostor =
+            PocCertificate::from_bytes(&codec::encode_signed(&bytes, &signature.0)).unwrap();
+        let mut snapshot = world.snapshot_body(1, SnapshotDigest([0; 32]), NOW, |id| {
+            id.as_str() == "EST.cert"
+        });
+        snapshot.entries.insert(
+            0,
+            DirectoryEntry {
+                certificate: impostor,
+                prekeys: vec![],
+                revoked: false,
+                details: None,
+            },
+        );
+        let dir = SignedSnapshot::sign(&snapshot, &world.manager)
+            .unwrap()
+            .verify(&world.manager.public())
+            .unwrap();
+        let est = PocId::new("EST.cert").unwrap();
+        let PeerStatus::Active(listed) = dir.lookup(&est) else {
+            panic!("EST.cert must stay listed");
+        };
+        assert_eq!(
+            listed.body().issuer,
+            world.poc("EST.cert").certificate.body().issuer
+        );
+        assert_eq!(listed.role(), Role::Technical);
+        assert_eq!(dir.rejected().len(), 1);
+        assert!(
+            matches!(dir.rejected()[0].reason, CertificateError::Decode(_)),
+            "{:?}",
+            dir.rejected()[0]
+        );
+        assert!(
+            PocCertificate::issue_by_manager(&body, &world.manager).is_err(),
+            "the manager key must not certify an id of the form `EST.`"
+        );
     }
 
     #[test]

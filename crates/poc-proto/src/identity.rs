@@ -157,6 +157,15 @@ impl PocId {
         &self.0
     }
 
+    /// The State this id belongs to, if it has the form `<STATE>.<name>`
+    /// for an assigned alpha-3 code.
+    pub fn state(&self) -> Option<StateCode> {
+        self.0
+            .get(..3)
+            .and_then(|code| StateCode::new(code).ok())
+            .filter(|state| self.belongs_to(*state))
+    }
+
     /// Whether this id has the form `<STATE>.<name>` for `state`.
     pub fn belongs_to(&self, state: StateCode) -> bool {
         self.0
@@ -246,6 +255,10 @@ mod tests {
                 .unwrap()
                 .belongs_to(StateCode::new("EST").unwrap())
         );
+        assert_eq!(id.state(), Some(StateCode::new("EST").unwrap()));
+        for other in ["UN.ping", "UNODA.ping", "EST.", "XXX.ping", "EST"] {
+            assert_eq!(PocId::new(other).unwrap().state(), None, "{other}");
+        }
         assert!(PocId::new("").is_err());
         assert!(PocId::new(".x").is_err());
         assert!(PocId::new("a b").is_err());

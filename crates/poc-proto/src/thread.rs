@@ -316,6 +316,15 @@ pub enum ThreadError {
         /// The id the receipt acknowledges.
         acknowledged: MessageId,
     },
+    /// A consent reply must answer a consent request of the thread that its
+    /// sender received: only the party asked can give consent (para 11).
+    #[error(
+        "the consent reply answers {request}, which is not a consent request its sender received on this thread"
+    )]
+    ConsentReplyMismatch {
+        /// The id the reply names as its request.
+        request: MessageId,
+    },
 }
 
 /// Shows an optional exercise marker in an error message.
@@ -427,7 +436,9 @@ impl IncidentThread {
     /// exercise marker, a message not between the thread's two PoCs or
     /// contradicting `direction`, a repeated message id, anything but a
     /// receipt after the close, a second inquiry, a response from the
-    /// inquirer, and a receipt of a message its sender did not receive here.
+    /// inquirer, a receipt of a message its sender did not receive here, and
+    /// a consent reply to anything but a consent request its sender received
+    /// here.
     pub fn apply(
         &mut self,
         message: &Message,
@@ -589,6 +600,22 @@ impl IncidentThread {
                     _ => Err(ThreadError::ReceiptMismatch {
                         acknowledged: receipt.acknowledged,
                     }),
+                }
+            }
+            Body::ConsentReply(reply) => {
+                // Only the party asked answers: the request travelled the
+                // other way, so the asker cannot grant its own request.
+                let asked = self.log.iter().any(|e| {
+                    e.message_id == reply.request
+                        && e.kind == MessageKind::ConsentRequest
+                        && e.direction != direction
+                });
+                if asked {
+                    Ok(())
+                } else {
+                    Err(ThreadError::ConsentReplyMismatch {
+                        request: reply.request,
+                    })
                 }
             }
             _ => Ok(()),
@@ -1624,6 +1651,53 @@ mod tests {
             }]
         );
         assert_eq!(thread.state(), ThreadState::Open);
+    }
+
+    #[test]
+    fn consent_is_given_only_by_the_party_asked() {
+        let mut thread = outgoing();
+        let request = Body::ConsentRequest(ConsentRequest {
+            third_party: "EU CSIRTs Network".into(),
+            purpose: Text::new("Warn other members"),
+            proposed_handling: Handling::Confidential,
+        });
+        thread
+            .apply(&msg(est(), fra(), 2, T0, request), Direction::Sent, T0)
+            .unwrap();
+        let grant = |of: u8| {
+            Body::ConsentReply(ConsentReply {
+                request: mid(of),
+                granted: true,
+                note: None,
+            })
+        };
+        // The asker cannot grant its own request, nor can anyone answer a
+        // message that is not a consent request of the thread (here the
+        // inquiry, 1) or that the thread never saw (9).
+        for (n, from, to, direction, of) in [
+            (3, est(), fra(), Direction::Sent, 2),
+            (4, fra(), est(), Direction::Received, 1),
+            (5, fra(), est(), Direction::Received, 9),
+        ] {
+            let before = thread.log().len();
+            assert_eq!(
+                thread.apply(&msg(from, to, n, T0, grant(of)), direction, T0),
+                Err(ThreadError::ConsentReplyMismatch { request: mid(of) }),
+                "reply {n}"
+            );
+            assert_eq!(thread.log().len(), before);
+        }
+        // The party asked answers.
+        assert_eq!(
+            thread
+                .apply(&msg(fra(), est(), 6, T0, grant(2)), Direction::Received, T0)
+                .unwrap(),
+            [ThreadEvent::ConsentAnswered {
+                request: mid(2),
+                by: fra(),
+                granted: true
+            }]
+        );
     }
 
     #[test]

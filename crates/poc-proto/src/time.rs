@@ -19,14 +19,14 @@ impl Seconds {
     /// One day.
     pub const DAY: Seconds = Seconds(86_400);
 
-    /// `n` hours.
+    /// `n` hours, saturating (callers pass configured counts).
     pub const fn hours(n: u64) -> Seconds {
-        Seconds(n * 3600)
+        Seconds(n.saturating_mul(3600))
     }
 
-    /// `n` days.
+    /// `n` days, saturating (callers pass configured counts).
     pub const fn days(n: u64) -> Seconds {
-        Seconds(n * 86_400)
+        Seconds(n.saturating_mul(86_400))
     }
 }
 
@@ -107,5 +107,10 @@ mod tests {
         assert_eq!(Timestamp(5).minus(Seconds::HOUR), Timestamp(0));
         assert_eq!(Timestamp(5).since(Timestamp(9)), Seconds(0));
         assert_eq!(Seconds::hours(48).to_string(), "2d");
+        // Spans built from configured counts saturate too, rather than
+        // panicking (debug) or wrapping to a short span (release).
+        assert_eq!(Seconds::hours(u64::MAX / 3600 + 1), Seconds(u64::MAX));
+        assert_eq!(Seconds::days(u64::MAX), Seconds(u64::MAX));
+        assert_eq!(Seconds::days(213_503_982_334_602), Seconds(u64::MAX));
     }
 }
