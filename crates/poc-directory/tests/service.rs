@@ -888,6 +888,48 @@ fn a_revocation_the_state_did_not_sign_is_alerted() {
 }
 
 #[test]
+fn a_states_revocation_cannot_be_lifted_by_the_manager() {
+    let mut net = started(&six()[..2]);
+    net.start_node("EST.mfa", true);
+    // EST revokes EST.cert (State-signed revision 2); EST.mfa adopts it.
+    net.submit("EST.cert", 2, true);
+    let view = eventually("EST.mfa to sync the revocation", || {
+        sync(&net, "EST.mfa").ok().filter(|v| v.adopted > 0)
+    });
+    assert_eq!(view.revoked, [PocId::new("EST.cert").unwrap()]);
+    // The manager lists EST.cert again, without the State's details: an
+    // attacker holding EST.cert's old key would be heard again.
+    let lifted = forged_successor(&net, |b| {
+        for e in &mut b.entries {
+            if e.certificate == net.poc("EST.cert").certificate {
+                e.details = None;
+                e.revoked = false;
+            }
+        }
+    });
+    let err = sync_file(&net, "EST.mfa", &lifted.to_bytes()).unwrap_err();
+    assert!(
+        err.contains("undoes what the State of EST.cert signed")
+            && err.contains("no State-signed details"),
+        "{err}"
+    );
+    // The node keeps the chain it holds: EST.cert stays revoked.
+    let err = inquiry(&net, "EST.mfa", "EST.cert")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("revoked"), "{err}");
+    let status: DirectoryStatusView = net.call("EST.mfa", &Request::DirectoryStatus);
+    assert!(
+        status
+            .alerts
+            .iter()
+            .any(|a| a.contains("bad snapshot") && a.contains("EST.cert")),
+        "{:?}",
+        status.alerts
+    );
+}
+
+#[test]
 fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
     let mut net = Net::new(&six()[..3]);
     net.publish_all();

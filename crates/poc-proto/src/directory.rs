@@ -316,6 +316,23 @@ pub enum ChainError {
         /// Sequence offered.
         offered: u64,
     },
+    /// The offered snapshot lists a PoC without the State-signed details
+    /// the held one carries, or with an older revision of them: a change
+    /// the State did not sign (it would lift a State's revocation, say).
+    #[error(
+        "snapshot {sequence} undoes what the State of {poc} signed: it lists {} for {poc} where revision {held_revision} is held",
+        offered_revision.map_or_else(|| "no State-signed details".to_owned(), |r| format!("revision {r}"))
+    )]
+    DetailsRolledBack {
+        /// Sequence of the offending snapshot.
+        sequence: u64,
+        /// The PoC.
+        poc: PocId,
+        /// Revision of the details held.
+        held_revision: u64,
+        /// Revision offered, if any details are.
+        offered_revision: Option<u64>,
+    },
 }
 
 /// A directory snapshot as it travels: the encoded [`SnapshotBody`] and the
@@ -594,8 +611,11 @@ impl VerifiedDirectory {
             .max_by_key(|p| p.prekey().valid_from)
     }
 
-    /// Checks that `next` extends the chain ending at this snapshot.
-    /// `Ok(false)` means `next` is this very snapshot (nothing to do).
+    /// Checks that `next` extends the chain ending at this snapshot, and
+    /// that it keeps every State-signed statement this one holds: a PoC
+    /// listed in both keeps its details, at the same or a newer revision
+    /// (only the State signs a newer one). `Ok(false)` means `next` is this
+    /// very snapshot (nothing to do).
     pub fn check_successor(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
         use std::cmp::Ordering;
         match next.sequence.cmp(&self.sequence) {
@@ -618,7 +638,23 @@ impl VerifiedDirectory {
                 offered: next.previous,
                 expected: self.digest,
             }),
-            Ordering::Greater => Ok(true),
+            Ordering::Greater => {
+                for (poc, held) in &self.entries {
+                    let (Some(held), Some(offered)) = (&held.details, next.entries.get(poc)) else {
+                        continue;
+                    };
+                    let offered_revision = offered.details.as_ref().map(|d| d.revision);
+                    if offered_revision.is_none_or(|r| r < held.revision) {
+                        return Err(ChainError::DetailsRolledBack {
+                            sequence: next.sequence,
+                            poc: poc.clone(),
+                            held_revision: held.revision,
+                            offered_revision,
+                        });
+                    }
+                }
+                Ok(true)
+            }
         }
     }
 }
@@ -808,6 +844,64 @@ mod tests {
         assert!(matches!(dir.lookup(fra.id()), PeerStatus::Revoked));
         assert_eq!(dir.current_prekey(fra.id(), NOW).unwrap(), fra.prekey());
     }
+    /// A hostile manager cannot undo a State's revocation: not by dropping
+    /// the State-signed details, nor by putting back an older revision.
+    #[test]
+    fn a_successor_must_keep_the_state_signed_details_held() {
+        let world = World::new();
+        let est = world.poc("EST.cert");
+        let root = &world.roots[&StateCode::new("EST").unwrap()];
+        let listed = |sequence: u64, previous, details: Option<EntryDetails>| {
+            let body = SnapshotBody {
+                sequence,
+                previous,
+                issued_at: NOW,
+                states: world.enrolments(),
+                entries: vec![DirectoryEntry {
+                    certificate: est.certificate.certificate().clone(),
+                    prekeys: vec![],
+                    revoked: false,
+                    details: details.map(|d| SignedEntryDetails::sign(&d, root).unwrap()),
+                }],
+            };
+            SignedSnapshot::sign(&body, &world.manager)
+                .unwrap()
+                .verify(&world.manager.public())
+                .unwrap()
+        };
+        let revision = |revision: u64, revoked: bool| EntryDetails {
+            revision,
+            ..details("EST.cert", revoked)
+        };
+        let first = listed(1, SnapshotDigest([0; 32]), Some(revision(1, false)));
+        // The State revokes EST.cert at revision 2.
+        let revoked = listed(2, first.digest(), Some(revision(2, true)));
+        assert_eq!(first.check_successor(&revoked), Ok(true));
+        assert!(matches!(revoked.lookup(est.id()), PeerStatus::Revoked));
+
+        // The manager drops the details, or puts revision 1 back.
+        for (offered, offered_revision) in [(None, None), (Some(revision(1, false)), Some(1))] {
+            let lifted = listed(3, revoked.digest(), offered);
+            assert!(matches!(lifted.lookup(est.id()), PeerStatus::Active(_)));
+            let err = revoked.check_successor(&lifted).unwrap_err();
+            assert_eq!(
+                err,
+                ChainError::DetailsRolledBack {
+                    sequence: 3,
+                    poc: est.id().clone(),
+                    held_revision: 2,
+                    offered_revision,
+                }
+            );
+            assert!(err.to_string().contains("EST.cert"), "{err}");
+        }
+        // The same revision again, or the State's newer one, extends the chain.
+        let same = listed(3, revoked.digest(), Some(revision(2, true)));
+        assert_eq!(revoked.check_successor(&same), Ok(true));
+        let reinstated = listed(3, revoked.digest(), Some(revision(3, false)));
+        assert_eq!(revoked.check_successor(&reinstated), Ok(true));
+    }
+
     fn details(poc: &str, revoked: bool) -> EntryDetails {
         EntryDetails {
             poc_id: PocId::new(poc).unwrap(),

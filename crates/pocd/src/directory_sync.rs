@@ -430,7 +430,12 @@ async fn sync_locked(
                     held.sequence(),
                     held.digest()
                 );
-                if matches!(e, ChainError::Rollback { .. } | ChainError::Fork { .. }) {
+                if matches!(
+                    e,
+                    ChainError::Rollback { .. }
+                        | ChainError::Fork { .. }
+                        | ChainError::DetailsRolledBack { .. }
+                ) {
                     let alert = format!("directory source offered a bad snapshot: {e}");
                     record_alerts(node, std::slice::from_ref(&alert)).await;
                     view.alerts.push(alert);
