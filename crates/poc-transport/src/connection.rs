@@ -7,10 +7,11 @@ use std::time::Duration;
 use poc_proto::PocId;
 use poc_proto::keys::IdentityPublicKey;
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Mutex, mpsc};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::Limits;
+use crate::endpoint::InboundSlot;
 use crate::error::{
     StreamErrorCode, TransportError, close_code, from_connection_error, from_read_error,
     from_write_error,
@@ -61,14 +62,14 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Wraps an authenticated quinn connection and starts reading the
-    /// peer's request streams. `permit` is an inbound-connection slot, given
-    /// back when the connection ends.
+    /// peer's request streams. `permit` is an inbound connection's slot
+    /// (overall and per peer), given back when the connection ends.
     pub(crate) fn new(
         conn: quinn::Connection,
         peer: PocId,
         peer_key: IdentityPublicKey,
         limits: Arc<Limits>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<InboundSlot>,
     ) -> Connection {
         let capacity = usize::try_from(limits.max_concurrent_bidi_streams)
             .unwrap_or(64)
@@ -255,7 +256,7 @@ async fn read_requests(
     peer: PocId,
     limits: Arc<Limits>,
     tx: mpsc::Sender<Result<IncomingRequest, TransportError>>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<InboundSlot>,
 ) {
     // Held until the connection ends: an inbound-connection slot.
     let _permit = permit;

@@ -86,8 +86,10 @@
 //! buffer is allocated for it, and the stream is reset; reading a frame is
 //! bounded by a timeout; handshakes per remote address are rate-limited
 //! (after QUIC address validation, so a spoofed source cannot spend someone
-//! else's budget) and the number of inbound connections is capped. A
-//! misbehaving peer loses its stream or its connection, nobody else's.
+//! else's budget) and the number of inbound connections is capped, overall
+//! and per peer identity key (so one directory member cannot take every
+//! slot). A misbehaving peer loses its stream or its connection, nobody
+//! else's.
 //!
 //! Payload bytes are never logged; connection events are logged with
 //! [`tracing`] at `debug`.
