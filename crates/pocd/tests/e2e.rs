@@ -621,6 +621,43 @@ fn one_peer_cannot_take_every_connection_slot_of_a_node() {
 }
 
 #[test]
+fn an_oversize_control_request_is_refused_once_and_its_tail_is_never_run() {
+    use std::io::{Read as _, Write as _};
+    let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
+    let est = cluster.start("EST.cert");
+    let max = poc_control::MAX_REQUEST_BYTES;
+    let status = serde_json::to_vec(&Request::Status).unwrap();
+    let answers = |line: &[u8]| {
+        let mut caller = std::os::unix::net::UnixStream::connect(est.socket()).unwrap();
+        caller.write_all(line).unwrap();
+        caller.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        caller.read_to_string(&mut answer).unwrap();
+        answer.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    // One line longer than the limit, whose tail is a request of its own:
+    // one refusal naming the limit, and the tail is not run as a request.
+    let mut oversize = vec![b' '; max + 1];
+    oversize.extend_from_slice(&status);
+    oversize.push(b'\n');
+    let got = answers(&oversize);
+    assert_eq!(got.len(), 1, "one line, one answer: {got:?}");
+    assert!(
+        got[0].contains("request too large") && got[0].contains(&max.to_string()),
+        "{got:?}"
+    );
+
+    // A request of exactly the limit is served.
+    let mut exact = vec![b' '; max - status.len()];
+    exact.extend_from_slice(&status);
+    exact.push(b'\n');
+    let got = answers(&exact);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("{\"ok\":"), "{got:?}");
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
     let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
     let _first = cluster.start("EST.cert");
