@@ -135,14 +135,20 @@ impl RelayClient {
 
     /// Tells the relay these envelopes are durably taken; it deletes them.
     /// Returns how many it deleted (ids not in the own mailbox are ignored).
+    /// A relay claiming to have deleted more than it was asked to is
+    /// answering nonsense: [`ClientError::BadResponse`].
     pub async fn ack(&self, ids: &[u64]) -> Result<u64, ClientError> {
-        let mut deleted = 0;
+        let mut deleted: u64 = 0;
         for chunk in ids.chunks(wire::MAX_ACK_IDS) {
             let answer = self
                 .conn
                 .request(&Request::Ack(chunk.to_vec()).encode())
                 .await?;
-            deleted += wire::decode_acked(&answer)?.map_err(ClientError::Refused)?;
+            let done = wire::decode_acked(&answer)?.map_err(ClientError::Refused)?;
+            if done > u64::try_from(chunk.len()).unwrap_or(u64::MAX) {
+                return Err(ClientError::BadResponse(BadResponse));
+            }
+            deleted = deleted.saturating_add(done);
         }
         Ok(deleted)
     }

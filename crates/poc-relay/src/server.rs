@@ -391,6 +391,9 @@ pub fn transport_limits(limits: &RelayLimits) -> poc_transport::Limits {
         .saturating_add(limits.max_envelope_bytes)
         .saturating_add(usize::from(limits.max_page_items) * 12 + 64);
     t.max_concurrent_bidi_streams = limits.max_streams_per_connection.max(1);
+    // The relay enforces (and counts) its own per-client limit,
+    // `max_connections_per_client`, in `serve_connection`.
+    t.max_connections_per_peer = usize::MAX;
     t
 }
 

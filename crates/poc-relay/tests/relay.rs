@@ -760,3 +760,51 @@ async fn a_newer_directory_snapshot_is_taken_up_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_claiming_more_deletions_than_asked_gets_a_clear_error() {
+    // A hostile relay (it holds the pinned key) answers every Ack with
+    // "deleted u64::MAX".
+    #[derive(Debug)]
+    struct Anyone(PocId);
+    impl poc_transport::PeerAuthority for Anyone {
+        fn poc_for_key(&self, _: &poc_proto::keys::IdentityPublicKey) -> Option<PocId> {
+            Some(self.0.clone())
+        }
+    }
+    let relay_key = IdentityKeyPair::from_secret_bytes(&[0x42; 32]);
+    let relay = poc_transport::Endpoint::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        &relay_key,
+        Arc::new(Anyone(PocId::new("EST.cert").unwrap())),
+        poc_transport::ALPN_RELAY,
+        poc_transport::Limits::default(),
+    )
+    .unwrap();
+    let accepting = relay.clone();
+    tokio::spawn(async move {
+        while let Some(Ok(connection)) = accepting.accept().await {
+            tokio::spawn(async move {
+                while let Some(Ok(request)) = connection.accept_request().await {
+                    let _ = request
+                        .respond(&poc_relay::wire::encode_acked(u64::MAX))
+                        .await;
+                }
+            });
+        }
+    });
+
+    let identity = IdentityKeyPair::from_secret_bytes(&[0x24; 32]);
+    let pins = RelayPins::new([(PocId::new("relay").unwrap(), relay_key.public())]);
+    let endpoint = bind_endpoint("127.0.0.1:0".parse().unwrap(), &identity, pins).unwrap();
+    let client = RelayClient::connect(&endpoint, relay.local_addr().unwrap(), relay_key.public())
+        .await
+        .unwrap();
+    // One Ack and two (more ids than one Ack carries): an error, no panic
+    // and no absurd count.
+    for count in [3u64, 2 * poc_relay::wire::MAX_ACK_IDS as u64] {
+        let ids: Vec<u64> = (0..count).collect();
+        let err = client.ack(&ids).await.unwrap_err();
+        assert!(matches!(err, ClientError::BadResponse(_)), "{err:?}");
+    }
+}

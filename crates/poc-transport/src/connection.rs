@@ -7,10 +7,11 @@ use std::time::Duration;
 use poc_proto::PocId;
 use poc_proto::keys::IdentityPublicKey;
 use quinn::{RecvStream, SendStream, VarInt};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Mutex, Notify, mpsc};
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::Limits;
+use crate::endpoint::InboundSlot;
 use crate::error::{
     StreamErrorCode, TransportError, close_code, from_connection_error, from_read_error,
     from_write_error,
@@ -38,6 +39,9 @@ struct ConnInner {
     peer_key: IdentityPublicKey,
     limits: Arc<Limits>,
     requests: Mutex<mpsc::Receiver<Result<IncomingRequest, TransportError>>>,
+    /// Starts the reader: the first `accept_request` says the application
+    /// serves the peer's requests on this connection.
+    wanted: Arc<Notify>,
     reader: tokio::task::AbortHandle,
 }
 
@@ -61,25 +65,27 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Wraps an authenticated quinn connection and starts reading the
-    /// peer's request streams. `permit` is an inbound-connection slot, given
-    /// back when the connection ends.
+    /// peer's request streams. `permit` is an inbound connection's slot
+    /// (overall and per peer), given back when the connection ends.
     pub(crate) fn new(
         conn: quinn::Connection,
         peer: PocId,
         peer_key: IdentityPublicKey,
         limits: Arc<Limits>,
-        permit: Option<OwnedSemaphorePermit>,
+        permit: Option<InboundSlot>,
     ) -> Connection {
         let capacity = usize::try_from(limits.max_concurrent_bidi_streams)
             .unwrap_or(64)
             .max(1);
         let (tx, rx) = mpsc::channel(capacity);
+        let wanted = Arc::new(Notify::new());
         let reader = tokio::spawn(read_requests(
             conn.clone(),
             peer.clone(),
             Arc::clone(&limits),
             tx,
             permit,
+            Arc::clone(&wanted),
         ))
         .abort_handle();
         Connection {
@@ -89,6 +95,7 @@ impl Connection {
                 peer_key,
                 limits,
                 requests: Mutex::new(rx),
+                wanted,
                 reader,
             }),
         }
@@ -179,7 +186,14 @@ impl Connection {
     /// already been reset, the connection is still usable, and the caller
     /// should simply call again (the daemon may count these against the
     /// peer). Such reports are dropped when the caller lags behind.
+    ///
+    /// The peer's request streams are read only once this is first called:
+    /// on a connection whose requests nobody serves (e.g. one a node opened
+    /// to deliver), QUIC flow control holds the peer to the connection's
+    /// receive window instead of its frames being read into memory for
+    /// nobody.
     pub async fn accept_request(&self) -> Option<Result<IncomingRequest, TransportError>> {
+        self.inner.wanted.notify_one();
         self.inner.requests.lock().await.recv().await
     }
 
@@ -255,10 +269,15 @@ async fn read_requests(
     peer: PocId,
     limits: Arc<Limits>,
     tx: mpsc::Sender<Result<IncomingRequest, TransportError>>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<InboundSlot>,
+    wanted: Arc<Notify>,
 ) {
     // Held until the connection ends: an inbound-connection slot.
     let _permit = permit;
+    tokio::select! {
+        () = wanted.notified() => {}
+        _ = conn.closed() => return,
+    }
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {

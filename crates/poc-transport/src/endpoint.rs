@@ -1,6 +1,7 @@
 //! The QUIC endpoint: one UDP socket that accepts authenticated connections
 //! and opens them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +86,9 @@ pub struct EndpointStats {
     pub refused_rate_limited: u64,
     /// Attempts refused because `max_connections` were open.
     pub refused_capacity: u64,
+    /// Connections closed after the handshake because their peer already
+    /// held `max_connections_per_peer`.
+    pub refused_peer_limit: u64,
     /// Address-validation Retry packets sent.
     pub retries_sent: u64,
 }
@@ -95,6 +99,7 @@ struct Counters {
     handshakes_failed: AtomicU64,
     refused_rate_limited: AtomicU64,
     refused_capacity: AtomicU64,
+    refused_peer_limit: AtomicU64,
     retries_sent: AtomicU64,
 }
 
@@ -214,6 +219,7 @@ impl Endpoint {
             handshakes_failed: c.handshakes_failed.load(Ordering::Relaxed),
             refused_rate_limited: c.refused_rate_limited.load(Ordering::Relaxed),
             refused_capacity: c.refused_capacity.load(Ordering::Relaxed),
+            refused_peer_limit: c.refused_peer_limit.load(Ordering::Relaxed),
             retries_sent: c.retries_sent.load(Ordering::Relaxed),
         }
     }
@@ -418,6 +424,7 @@ async fn accept_loop(
         limits.handshake_burst_per_ip,
     );
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_peer = PeerCounts::default();
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
         if limits.validate_addresses && !incoming.remote_address_validated() {
@@ -451,7 +458,10 @@ async fn accept_loop(
                     alpn,
                     Arc::clone(&limits),
                     Arc::clone(&stats),
-                    permit,
+                    Admitted {
+                        permit,
+                        per_peer: Arc::clone(&per_peer),
+                    },
                     tx.clone(),
                 ));
             }
@@ -470,10 +480,12 @@ async fn server_handshake(
     alpn: &'static [u8],
     limits: Arc<Limits>,
     stats: Arc<Counters>,
-    permit: OwnedSemaphorePermit,
+    admitted: Admitted,
     tx: mpsc::Sender<Connection>,
 ) {
+    let Admitted { permit, per_peer } = admitted;
     let remote = connecting.remote_address();
+    let over_peer_limit = std::sync::atomic::AtomicBool::new(false);
     let attempt = async {
         let conn = connecting
             .await
@@ -494,6 +506,18 @@ async fn server_handshake(
             conn.close(VarInt::from_u32(close_code::NOT_IN_DIRECTORY), b"");
             return Err(TransportError::PeerNotInDirectory { key });
         };
+        // Before the acceptance signal, so the client's connect fails with
+        // the reason instead of handing it a connection about to close.
+        let limit = limits.max_connections_per_peer;
+        let Some(peer_slot) = PeerSlot::take(&per_peer, key, limit) else {
+            over_peer_limit.store(true, Ordering::Relaxed);
+            let reason = format!("too many connections from this peer (limit {limit})");
+            conn.close(
+                VarInt::from_u32(close_code::TOO_MANY_CONNECTIONS),
+                reason.as_bytes(),
+            );
+            return Err(TransportError::HandshakeRefused { reason });
+        };
         let mut signal = conn
             .open_uni()
             .await
@@ -503,16 +527,24 @@ async fn server_handshake(
             .await
             .map_err(|e| crate::error::from_write_error(&e))?;
         signal.finish().map_err(|_| TransportError::Closed)?;
-        Ok((conn, key, peer))
+        Ok((conn, key, peer, peer_slot))
     };
     match timeout(limits.handshake_timeout, attempt).await {
-        Ok(Ok((conn, key, peer))) => {
+        Ok(Ok((conn, key, peer, peer_slot))) => {
             bump(&stats.accepted);
             tracing::debug!(%peer, %remote, "inbound connection accepted");
-            let connection = Connection::new(conn, peer, key, limits, Some(permit));
+            let slot = InboundSlot {
+                _permit: permit,
+                _peer: peer_slot,
+            };
+            let connection = Connection::new(conn, peer, key, limits, Some(slot));
             // Fails only if the endpoint is gone; dropping the connection
             // then closes it.
             let _ = tx.send(connection).await;
+        }
+        Ok(Err(e)) if over_peer_limit.load(Ordering::Relaxed) => {
+            bump(&stats.refused_peer_limit);
+            tracing::debug!(%remote, error = %e, "refusing connection: max_connections_per_peer");
         }
         Ok(Err(e)) => {
             bump(&stats.handshakes_failed);
@@ -523,6 +555,60 @@ async fn server_handshake(
             tracing::debug!(%remote, "inbound handshake timed out");
         }
     }
+}
+
+/// An inbound attempt let through admission control: its place under
+/// `max_connections`, and the table its peer will be counted in once its
+/// key is known.
+struct Admitted {
+    permit: OwnedSemaphorePermit,
+    per_peer: PeerCounts,
+}
+
+/// Inbound connections held per peer identity key.
+type PeerCounts = Arc<std::sync::Mutex<HashMap<IdentityPublicKey, usize>>>;
+
+/// One inbound connection counted against its peer's
+/// `max_connections_per_peer`; uncounted when dropped, however the
+/// connection ends.
+struct PeerSlot {
+    counts: PeerCounts,
+    key: IdentityPublicKey,
+}
+
+impl PeerSlot {
+    /// Takes a slot for `key`, unless it already holds `limit`.
+    fn take(counts: &PeerCounts, key: IdentityPublicKey, limit: usize) -> Option<PeerSlot> {
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let held = map.entry(key).or_insert(0);
+        if *held >= limit {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot {
+            counts: Arc::clone(counts),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = map.get_mut(&self.key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// What an inbound connection holds until it ends: its place under
+/// `max_connections` and under its peer's `max_connections_per_peer`.
+pub(crate) struct InboundSlot {
+    _permit: OwnedSemaphorePermit,
+    _peer: PeerSlot,
 }
 
 /// The QUIC stateless-reset key (HMAC-SHA256) and connection-id hash key,

@@ -150,8 +150,8 @@ pub mod close_code {
     /// The peer broke the connection-level protocol (wrong ALPN, wrong
     /// identity, bad acceptance signal).
     pub const PROTOCOL_VIOLATION: u32 = 0x11;
-    /// The peer already holds as many connections as it may (a relay's
-    /// per-client limit).
+    /// The peer already holds as many connections as it may (an endpoint's
+    /// `max_connections_per_peer`, or a relay's per-client limit).
     pub const TOO_MANY_CONNECTIONS: u32 = 0x12;
 }
 

@@ -86,8 +86,13 @@
 //! buffer is allocated for it, and the stream is reset; reading a frame is
 //! bounded by a timeout; handshakes per remote address are rate-limited
 //! (after QUIC address validation, so a spoofed source cannot spend someone
-//! else's budget) and the number of inbound connections is capped. A
-//! misbehaving peer loses its stream or its connection, nobody else's.
+//! else's budget) and the number of inbound connections is capped, overall
+//! and per peer identity key (so one directory member cannot take every
+//! slot). A connection reads the peer's requests only once the application
+//! asks for them ([`Connection::accept_request`]); until then (e.g. on a
+//! connection a node opened only to deliver) QUIC flow control holds the
+//! peer to the connection's receive window. A misbehaving peer loses its
+//! stream or its connection, nobody else's.
 //!
 //! Payload bytes are never logged; connection events are logged with
 //! [`tracing`] at `debug`.

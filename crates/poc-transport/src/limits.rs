@@ -48,6 +48,13 @@ pub struct Limits {
     /// Inbound connections (established or in handshake) at once, over all
     /// peers. Further attempts are refused. Default 1024.
     pub max_connections: usize,
+    /// Inbound connections one peer (one identity key) may hold at once.
+    /// A further one is closed right after the handshake with
+    /// [`close_code::TOO_MANY_CONNECTIONS`](crate::close_code::TOO_MANY_CONNECTIONS)
+    /// and the reason, so one directory member cannot take every
+    /// `max_connections` slot and lock the others out. Default 8 (a node
+    /// keeps one connection per peer).
+    pub max_connections_per_peer: usize,
     /// Validate a client's address with a QUIC Retry (one extra round trip)
     /// before counting it against the rate limit and doing TLS work, so a
     /// spoofed source address cannot spend another peer's budget. Default
@@ -68,6 +75,7 @@ impl Default for Limits {
             handshakes_per_second_per_ip: 20,
             handshake_burst_per_ip: 20,
             max_connections: 1024,
+            max_connections_per_peer: 8,
             validate_addresses: true,
         }
     }
@@ -98,6 +106,9 @@ impl Limits {
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1");
+        }
+        if self.max_connections_per_peer == 0 {
+            return bad("max_connections_per_peer must be at least 1");
         }
         Ok(())
     }

@@ -402,3 +402,61 @@ async fn a_server_claiming_the_expected_key_without_its_secret_is_refused() {
         "expected a failed signature check: {err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_nobody_serves_are_held_to_the_receive_window() {
+    // The server (the peer we dial, e.g. a relay or another State's node)
+    // turns hostile: it opens request streams on the connection we opened,
+    // where our side never calls accept_request.
+    let auth = authority(&[(&identity(2), "FRA.cert")]);
+    let server = Endpoint::bind(
+        localhost(),
+        &identity(1),
+        auth,
+        ALPN_NODE,
+        Limits::default(),
+    )
+    .unwrap();
+    let accepting = server.clone();
+    let accepted = tokio::spawn(async move { accepting.accept().await.unwrap().unwrap() });
+    let ours = client(2, &server).await;
+    let theirs = accepted.await.unwrap();
+
+    const STREAMS: usize = 24;
+    let payload = vec![0x5a; 1 << 20];
+    let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for _ in 0..STREAMS {
+        let (conn, bytes, written) = (theirs.clone(), frame(&payload), written.clone());
+        writers.push(tokio::spawn(async move {
+            let (mut send, _recv) = conn.quinn().open_bi().await.unwrap();
+            send.write_all(&bytes).await.unwrap();
+            send.finish().unwrap();
+            written.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Keep the stream until the end of the test.
+            std::future::pending::<()>().await;
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nobody asked for requests: QUIC flow control (the connection's
+    // receive window, about 8 MiB) stops the peer; nothing is read into
+    // memory for nobody.
+    let taken = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        taken <= 8,
+        "{taken} MiB of requests nobody serves were taken from the peer"
+    );
+
+    // Once the application serves requests, they all arrive whole.
+    for _ in 0..STREAMS {
+        let request = tokio::time::timeout(Duration::from_secs(20), ours.accept_request())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.payload, payload);
+    }
+    for writer in writers {
+        writer.abort();
+    }
+}

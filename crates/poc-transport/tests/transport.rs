@@ -505,6 +505,22 @@ async fn handshakes_per_address_are_rate_limited() {
     assert_eq!(later.request(b"later").await.unwrap(), b"server:later");
 }
 
+/// Connects `p.client` to `addr`, retrying while the server refuses (a
+/// closed connection's slot is free once the server has seen the close).
+async fn connect_once_a_slot_frees(p: &Pair, addr: SocketAddr) -> Connection {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match p.client.connect(addr, p.server_id.public()).await {
+            Ok(c) => return c,
+            Err(TransportError::HandshakeRefused { .. }) if attempts < 50 => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_connections_are_capped() {
     let mut server_limits = Limits::default();
@@ -528,17 +544,7 @@ async fn inbound_connections_are_capped() {
 
     // Closing one frees its slot once the server has seen the close.
     a.close();
-    let mut attempts = 0;
-    let c = loop {
-        attempts += 1;
-        match p.client.connect(addr, p.server_id.public()).await {
-            Ok(c) => break c,
-            Err(TransportError::HandshakeRefused { .. }) if attempts < 50 => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("unexpected {e:?}"),
-        }
-    };
+    let c = connect_once_a_slot_frees(&p, addr).await;
     assert_eq!(b.request(b"b").await.unwrap(), b"server:b");
     assert_eq!(c.request(b"c").await.unwrap(), b"server:c");
 }
@@ -586,4 +592,57 @@ async fn invalid_limits_are_rejected() {
     let auth: Arc<dyn PeerAuthority> = TestAuthority::with(&[]);
     let err = Endpoint::bind(localhost(), &identity(1), auth, ALPN_NODE, limits).unwrap_err();
     assert!(matches!(err, TransportError::Config(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_inbound_slot() {
+    // Nine slots in all. One directory member opens as many connections as
+    // it can and keeps them; another member must still get in.
+    let mut server_limits = Limits::default();
+    server_limits.max_connections = 9;
+    let p = pair(server_limits, Limits::default());
+    let other_id = identity(3);
+    p.server_auth.insert(&other_id, "KEN.cert");
+    let other_auth = TestAuthority::with(&[(&p.server_id, "EST.cert")]);
+    let other = bind(&other_id, &other_auth, Limits::default());
+    let (_accepted, _errors) = serve(&p.server);
+    let addr = p.server.local_addr().unwrap();
+
+    let per_peer = Limits::default().max_connections_per_peer;
+    assert!(
+        per_peer < 9,
+        "the test needs the per-peer cap below the total"
+    );
+    let mut held = Vec::new();
+    for _ in 0..per_peer {
+        held.push(p.client.connect(addr, p.server_id.public()).await.unwrap());
+    }
+    let err = p
+        .client
+        .connect(addr, p.server_id.public())
+        .await
+        .unwrap_err();
+    match &err {
+        TransportError::HandshakeRefused { reason } => assert!(
+            reason.contains("0x12") && reason.contains("too many connections"),
+            "{reason}"
+        ),
+        other => panic!("expected a refusal naming the limit, got {other:?}"),
+    }
+    assert_eq!(p.server.stats().refused_peer_limit, 1);
+
+    // The other member still connects, and the first one's connections work.
+    let fine = other.connect(addr, p.server_id.public()).await.unwrap();
+    assert_eq!(fine.request(b"other").await.unwrap(), b"server:other");
+    for (i, conn) in held.iter().enumerate() {
+        let payload = format!("held {i}");
+        let mut expected = b"server:".to_vec();
+        expected.extend_from_slice(payload.as_bytes());
+        assert_eq!(conn.request(payload.as_bytes()).await.unwrap(), expected);
+    }
+
+    // Closing one of the first member's connections gives it its slot back.
+    held.pop().unwrap().close();
+    let again = connect_once_a_slot_frees(&p, addr).await;
+    assert_eq!(again.request(b"again").await.unwrap(), b"server:again");
 }

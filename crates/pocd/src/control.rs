@@ -53,10 +53,20 @@ pub(crate) async fn serve(node: Arc<Node>) -> anyhow::Result<()> {
                 if n == 0 {
                     break;
                 }
-                let response = if line.len() > poc_control::MAX_REQUEST_BYTES {
-                    Response::Error(ApiError::new("request too large", None))
+                let request = line.strip_suffix('\n').unwrap_or(&line);
+                let response = if request.len() > poc_control::MAX_REQUEST_BYTES {
+                    // The rest of the line is still unread, and would be
+                    // taken for further requests: answer, then hang up.
+                    closing = true;
+                    Response::Error(ApiError::new(
+                        format!(
+                            "request too large (at most {} bytes)",
+                            poc_control::MAX_REQUEST_BYTES
+                        ),
+                        None,
+                    ))
                 } else {
-                    match Request::decode(&line) {
+                    match Request::decode(request) {
                         Ok(request) => {
                             let (result, gone) = answer(&node, request, &mut lines).await;
                             closing = gone;

@@ -574,6 +574,90 @@ fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
 }
 
 #[test]
+fn one_peer_cannot_take_every_connection_slot_of_a_node() {
+    let cluster = Cluster::new(
+        &[
+            ("EST.cert", Role::Technical),
+            ("FRA.cert", Role::Technical),
+            ("KEN.cert", Role::Technical),
+        ],
+        &[],
+    );
+    let _fra = cluster.start("FRA.cert");
+    let est = cluster.start("EST.cert");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        // KEN.cert is listed; it opens connection after connection and
+        // keeps them (the client side's keep-alives hold them open).
+        let per_peer = poc_transport::Limits::default().max_connections_per_peer;
+        let mut held = Vec::new();
+        for _ in 0..per_peer {
+            held.push(cluster.raw_client("KEN.cert", "FRA.cert").await);
+        }
+        let err = cluster
+            .try_raw_client("KEN.cert", "FRA.cert")
+            .await
+            .expect_err("a peer got more connections than its share");
+        let reason = err.to_string();
+        assert!(
+            reason.contains("0x12") && reason.contains("too many connections"),
+            "{reason}"
+        );
+
+        // What KEN already holds still works.
+        let good = cluster.seal(&message_from("KEN.cert", "FRA.cert", inquiry()));
+        assert_eq!(ack(&held[0].request(&good).await.unwrap()), Ok(()));
+    });
+
+    // Another State still gets through.
+    let sent = send(&est, "FRA.cert", None, None, inquiry());
+    eventually("EST's inquiry delivered directly", || {
+        outbox(&est).into_iter().find(|o| {
+            o.message_id == sent.message_id
+                && o.status == "delivered"
+                && o.delivered_via.as_deref() == Some("direct")
+        })
+    });
+}
+
+#[test]
+fn an_oversize_control_request_is_refused_once_and_its_tail_is_never_run() {
+    use std::io::{Read as _, Write as _};
+    let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
+    let est = cluster.start("EST.cert");
+    let max = poc_control::MAX_REQUEST_BYTES;
+    let status = serde_json::to_vec(&Request::Status).unwrap();
+    let answers = |line: &[u8]| {
+        let mut caller = std::os::unix::net::UnixStream::connect(est.socket()).unwrap();
+        caller.write_all(line).unwrap();
+        caller.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        caller.read_to_string(&mut answer).unwrap();
+        answer.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    // One line longer than the limit, whose tail is a request of its own:
+    // one refusal naming the limit, and the tail is not run as a request.
+    let mut oversize = vec![b' '; max + 1];
+    oversize.extend_from_slice(&status);
+    oversize.push(b'\n');
+    let got = answers(&oversize);
+    assert_eq!(got.len(), 1, "one line, one answer: {got:?}");
+    assert!(
+        got[0].contains("request too large") && got[0].contains(&max.to_string()),
+        "{got:?}"
+    );
+
+    // A request of exactly the limit is served.
+    let mut exact = vec![b' '; max - status.len()];
+    exact.extend_from_slice(&status);
+    exact.push(b'\n');
+    let got = answers(&exact);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("{\"ok\":"), "{got:?}");
+}
+
+#[test]
 fn a_second_daemon_on_the_same_data_directory_refuses_to_start() {
     let cluster = Cluster::new(&[("EST.cert", Role::Technical)], &[]);
     let _first = cluster.start("EST.cert");

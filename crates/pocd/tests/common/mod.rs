@@ -106,6 +106,15 @@ impl Cluster {
 
     /// A raw QUIC client speaking as `id` (which runs no daemon).
     pub async fn raw_client(&self, id: &str, to: &str) -> poc_transport::Connection {
+        self.try_raw_client(id, to).await.unwrap()
+    }
+
+    /// A raw QUIC client speaking as `id`, or why `to` refused it.
+    pub async fn try_raw_client(
+        &self,
+        id: &str,
+        to: &str,
+    ) -> Result<poc_transport::Connection, poc_transport::TransportError> {
         #[derive(Debug)]
         struct Only(PocId);
         impl poc_transport::PeerAuthority for Only {
@@ -128,8 +137,7 @@ impl Cluster {
                 format!("127.0.0.1:{}", self.poc(to).port).parse().unwrap(),
                 to_key,
             )
-            .await
-            .unwrap();
+            .await;
         // The endpoint must outlive the connection for the whole test.
         std::mem::forget(endpoint);
         conn
