@@ -23,6 +23,9 @@
 //! [pings]
 //! auto_reply = true                   # answer directory pings without a human
 //!
+//! [limits]
+//! rejections_recorded_per_minute = 120  # per peer or relay; past it, refused unrecorded
+//!
 //! [[relay]]                           # zero or more, in order of preference
 //! name = "relay-un"                   # shown in `poc outbox` ("via relay relay-un")
 //! address = "relay.example.org:7501"
@@ -55,6 +58,28 @@ pub(crate) struct Config {
     /// `[[relay]]`: store-and-forward relays, in order of preference.
     #[serde(default, rename = "relay")]
     pub(crate) relays: Vec<RelayConfig>,
+    /// Limits on what peers can make the node do.
+    #[serde(default)]
+    pub(crate) limits: LimitsConfig,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct LimitsConfig {
+    /// Refused envelopes recorded whole per origin (a peer, or a relay the
+    /// node fetches from) and minute; past it, one entry says so and the
+    /// rest of that minute are refused without being recorded, so that a
+    /// peer sending garbage cannot fill the disk with it.
+    pub(crate) rejections_recorded_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            rejections_recorded_per_minute: 120,
+        }
+    }
 }
 
 /// One `[[relay]]`.

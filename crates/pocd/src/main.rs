@@ -18,6 +18,7 @@ mod directory_view;
 mod follow;
 mod node;
 mod pings;
+mod rejections;
 mod relay_client;
 mod threads;
 

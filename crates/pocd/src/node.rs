@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use poc_control::{ApiError, SendAccepted, SendRequest};
@@ -39,6 +39,7 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::rejections::{Charge, RejectionBudget};
 
 /// First byte of a transport acknowledgement: recorded (or already recorded).
 pub(crate) const ACK_ACCEPTED: u8 = 0;
@@ -123,6 +124,8 @@ pub(crate) struct Node {
     /// Held for the node's lifetime (see `start`).
     _lock: std::fs::File,
     threads: Mutex<crate::threads::ThreadIndex>,
+    /// Refusals each origin may have recorded whole per minute.
+    rejections: RejectionBudget,
 }
 
 impl std::fmt::Debug for Node {
@@ -283,6 +286,7 @@ impl Node {
         .with_context(|| format!("cannot listen on {}", config.node.listen))?;
         let relays = crate::relay_client::relays(&config, &identity)?;
         tracing::info!(poc = %me, listen = %config.node.listen, relays = relays.len(), "node started");
+        let rejections = RejectionBudget::new(config.limits.rejections_recorded_per_minute);
         Ok(Arc::new(Node {
             config,
             me,
@@ -297,6 +301,7 @@ impl Node {
             outbox_wake: Notify::new(),
             _lock: lock,
             threads: Mutex::new(threads),
+            rejections,
             abort_after_record: std::env::var("POCD_FAILPOINT")
                 .is_ok_and(|v| v == "abort-after-record"),
         }))
@@ -505,7 +510,9 @@ impl Node {
                         detail: Some(format!("from {} via {origin}: {conflict}", header.sender)),
                         ..NewEntry::new(received_at, RecordEvent::Rejected)
                     };
-                    return self.refuse(entry, RejectCode::ExerciseMismatch).await;
+                    return self
+                        .refuse_from(origin, entry, RejectCode::ExerciseMismatch)
+                        .await;
                 }
                 self.record_received(origin, envelope, opened, received_at)
                     .await
@@ -517,8 +524,32 @@ impl Node {
                 if let Origin::Relay(relay) = origin {
                     entry.detail = Some(format!("{err} (fetched from relay {relay})"));
                 }
-                self.refuse(entry, code).await
+                self.refuse_from(origin, entry, code).await
             }
+        }
+    }
+
+    /// [`Node::refuse`] within `origin`'s budget of recorded refusals
+    /// (`[limits] rejections_recorded_per_minute`): past it, one entry
+    /// without the envelope says so, and the rest of the minute's refusals
+    /// are answered but not recorded.
+    async fn refuse_from(&self, origin: Origin<'_>, entry: NewEntry, code: RejectCode) -> Vec<u8> {
+        match self.rejections.charge(&origin.to_string(), Instant::now()) {
+            Charge::Record => self.refuse(entry, code).await,
+            Charge::Spent => {
+                let per_minute = self.rejections.per_minute();
+                tracing::warn!(from = %origin, per_minute, "refused envelopes past the recording budget: the rest of this minute's are not recorded");
+                let note = NewEntry {
+                    peer: entry.peer,
+                    detail: Some(format!(
+                        "{origin} sent more than {per_minute} refused envelopes within a minute: \
+                         further ones this minute are refused without being recorded"
+                    )),
+                    ..NewEntry::new(entry.at, RecordEvent::Rejected)
+                };
+                self.refuse(note, code).await
+            }
+            Charge::Quiet => rejected(code),
         }
     }
 

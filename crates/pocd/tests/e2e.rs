@@ -466,6 +466,81 @@ fn ack(answer: &[u8]) -> Result<(), u16> {
 }
 
 #[test]
+fn a_peer_sending_garbage_cannot_fill_the_record() {
+    use poc_proto::RejectCode;
+    let cluster = Cluster::new(
+        &[
+            ("EST.cert", Role::Technical),
+            ("FRA.cert", Role::Technical),
+            ("KEN.cert", Role::Technical),
+        ],
+        &[],
+    );
+    // FRA records at most 3 refusals per peer and minute.
+    let fra_setup = cluster.poc("FRA.cert");
+    poc_testnet::PocdConfig {
+        tail: "\n[limits]\nrejections_recorded_per_minute = 3\n".into(),
+        ..common::node_config("FRA.cert", fra_setup.port)
+    }
+    .write(&fra_setup.node)
+    .unwrap();
+    let fra = cluster.start("FRA.cert");
+    let est = cluster.start("EST.cert");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let ken = cluster.raw_client("KEN.cert", "FRA.cert").await;
+        let garbage = vec![0xee; 64 * 1024];
+        for _ in 0..10 {
+            // Every one is refused with its reason, recorded or not.
+            assert_eq!(
+                ack(&ken.request(&garbage).await.unwrap()),
+                Err(RejectCode::UnknownVersion.as_u16())
+            );
+        }
+        // Another peer's refusals have their own budget.
+        let est_conn = cluster.raw_client("EST.cert", "FRA.cert").await;
+        assert_eq!(
+            ack(&est_conn.request(b"not an envelope").await.unwrap()),
+            Err(RejectCode::UnknownVersion.as_u16())
+        );
+        // And a well-behaved message goes through meanwhile.
+        let sent = send(&est, "FRA.cert", None, None, inquiry());
+        eventually("EST's inquiry delivered", || {
+            outbox(&est)
+                .into_iter()
+                .find(|o| o.message_id == sent.message_id && o.status == "delivered")
+        });
+    });
+    let entries: Vec<poc_control::RecordEntryView> = fra.call(&Request::RecordExport {
+        after_seq: 0,
+        limit: 1000,
+    });
+    let from = |peer: &str| -> Vec<&poc_control::RecordEntryView> {
+        entries
+            .iter()
+            .filter(|e| {
+                e.event == "rejected" && e.peer.as_ref().is_some_and(|p| p.as_str() == peer)
+            })
+            .collect()
+    };
+    let ken = from("KEN.cert");
+    // Three whole, then one entry saying the budget is spent; six unrecorded.
+    assert_eq!(ken.len(), 4, "{ken:?}");
+    assert!(ken[..3].iter().all(|e| {
+        e.envelope_hex
+            .as_ref()
+            .is_some_and(|h| h.len() == 2 * 64 * 1024)
+    }));
+    assert!(ken[3].envelope_hex.is_none());
+    let note = ken[3].detail.as_deref().unwrap_or_default();
+    assert!(
+        note.contains("more than 3 refused envelopes within a minute"),
+        "{note}"
+    );
+    assert_eq!(from("EST.cert").len(), 1);
+}
+
+#[test]
 fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
     use poc_proto::RejectCode;
     let cluster = Cluster::new(
