@@ -33,16 +33,11 @@ macro_rules! id_type {
 
             /// Parses 32 hex digits.
             pub fn from_hex(text: &str) -> Option<Self> {
-                let text = text.as_bytes();
-                if text.len() != 32 {
-                    return None;
-                }
-                let mut id = [0u8; 16];
-                for (byte, pair) in id.iter_mut().zip(text.chunks_exact(2)) {
-                    let pair = std::str::from_utf8(pair).ok()?;
-                    *byte = u8::from_str_radix(pair, 16).ok()?;
-                }
-                Some(Self(id))
+                // Exactly 32 hex digits (`from_str_radix` would also take a
+                // sign, so "+f" read as a byte).
+                let bytes: Vec<u8> =
+                    crate::codec::hex_text::decode::<serde::de::value::Error>(text).ok()?;
+                Some(Self(bytes.try_into().ok()?))
             }
         }
 
@@ -1054,5 +1049,17 @@ mod tests {
         );
         assert!(serde_json::from_str::<MessageId>("\"abc\"").is_err());
         assert!(serde_json::from_str::<AttachmentContent>(r#"{"Iodef":"zz"}"#).is_err());
+    }
+
+    #[test]
+    fn an_id_typed_by_an_operator_is_exactly_32_hex_digits() {
+        let id = MessageId([0xab; 16]);
+        assert_eq!(MessageId::from_hex(&id.to_string()), Some(id));
+        assert_eq!(MessageId::from_hex(&"AB".repeat(16)), Some(id));
+        // A sign was taken as part of a byte ("+f" read as 0x0f).
+        assert_eq!(MessageId::from_hex(&format!("+f{}", "ab".repeat(15))), None);
+        assert_eq!(MessageId::from_hex(&"ab".repeat(15)), None);
+        assert_eq!(MessageId::from_hex(&"ab".repeat(17)), None);
+        assert_eq!(ThreadId::from_hex(&"zz".repeat(16)), None);
     }
 }
