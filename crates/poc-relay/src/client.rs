@@ -52,7 +52,7 @@ impl PeerAuthority for RelayPins {
 /// node-to-node answers.
 pub fn client_limits() -> poc_transport::Limits {
     let mut limits = poc_transport::Limits::default();
-    limits.max_response_frame = 6 * 1024 * 1024;
+    limits.max_response_frame = crate::wire::MAX_PAGE_RESPONSE_BYTES;
     // A restarted relay answers our keep-alive with a stateless reset: the
     // fetch loop learns within seconds that it must reconnect.
     limits.keep_alive_interval = std::time::Duration::from_secs(5);

@@ -20,7 +20,7 @@
 //! deposits_per_second = 100           # per sender
 //! deposit_burst = 200
 //! max_page_items = 256
-//! max_page_bytes = 1048576
+//! max_page_bytes = 1048576           # with max_envelope_bytes, a page stays within what nodes read (6 MiB)
 //! max_wait_seconds = 20               # long poll
 //! max_retention_hours = 336
 //! expiry_sweep_seconds = 60
@@ -180,6 +180,15 @@ impl Config {
                 path.display()
             );
         }
+        let pages = config.relay_limits().max_page_response_bytes();
+        if pages > crate::wire::MAX_PAGE_RESPONSE_BYTES {
+            bail!(
+                "{}: [limits] a page could be {pages} bytes (max_page_bytes + max_envelope_bytes + framing), \
+                 more than the {} a node reads: lower max_page_bytes",
+                path.display(),
+                crate::wire::MAX_PAGE_RESPONSE_BYTES
+            );
+        }
         if l.max_wait_seconds >= 25 {
             bail!(
                 "{}: [limits] max_wait_seconds must be below 25 (the transport's request timeout is 30 s)",
@@ -218,5 +227,39 @@ impl Config {
     /// The SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.relay.data_dir.join("relay.sqlite")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn load(limits: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("poc-relay.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[relay]\nlisten = \"127.0.0.1:7501\"\ndata_dir = \"data\"\nidentity_key = \"relay.key\"\n\n\
+                 [directory]\nsnapshot = \"directory.snapshot\"\nmanager_key = \"manager.pub\"\n\n\
+                 [limits]\n{limits}"
+            ),
+        )
+        .unwrap();
+        Config::load(&path)
+    }
+
+    #[test]
+    fn pages_larger_than_a_node_reads_are_refused_at_load() {
+        let defaults = load("").unwrap().relay_limits();
+        assert!(defaults.max_page_response_bytes() <= crate::wire::MAX_PAGE_RESPONSE_BYTES);
+        // With 4 MiB envelopes, 4 MiB pages could answer ~8 MiB: every
+        // client's fetch would fail, forever.
+        let err = load("max_page_bytes = 4194304\n").unwrap_err().to_string();
+        assert!(err.contains("lower max_page_bytes"), "{err}");
+        // Smaller envelopes leave room for larger pages.
+        load("max_envelope_bytes = 65536\nmax_page_bytes = 4194304\n").unwrap();
     }
 }

@@ -114,6 +114,17 @@ pub struct RelayLimits {
     pub max_connections_per_client: usize,
 }
 
+impl RelayLimits {
+    /// The largest Fetch answer these limits allow: a page's bytes, plus
+    /// the first envelope (always included, whatever its size), plus each
+    /// item's framing.
+    pub fn max_page_response_bytes(&self) -> usize {
+        self.max_page_bytes
+            .saturating_add(self.max_envelope_bytes)
+            .saturating_add(usize::from(self.max_page_items) * 12 + 64)
+    }
+}
+
 impl Default for RelayLimits {
     fn default() -> Self {
         RelayLimits {

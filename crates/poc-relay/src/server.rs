@@ -386,10 +386,7 @@ impl std::fmt::Debug for Relay {
 pub fn transport_limits(limits: &RelayLimits) -> poc_transport::Limits {
     let mut t = poc_transport::Limits::default();
     t.max_frame = limits.max_envelope_bytes.saturating_add(1);
-    t.max_response_frame = limits
-        .max_page_bytes
-        .saturating_add(limits.max_envelope_bytes)
-        .saturating_add(usize::from(limits.max_page_items) * 12 + 64);
+    t.max_response_frame = limits.max_page_response_bytes();
     t.max_concurrent_bidi_streams = limits.max_streams_per_connection.max(1);
     // The relay enforces (and counts) its own per-client limit,
     // `max_connections_per_client`, in `serve_connection`.

@@ -38,6 +38,11 @@ const STATUS_REFUSED: u8 = 0x01;
 /// Most envelope ids one Ack may carry.
 pub const MAX_ACK_IDS: usize = 1024;
 
+/// The largest Fetch answer a node reads. A relay's limits must keep its
+/// pages within it ([`crate::core::RelayLimits::max_page_response_bytes`]),
+/// or its clients could never take a page and their mailboxes would jam.
+pub const MAX_PAGE_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
+
 /// Why the relay refused a request. The codes are stable wire values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
