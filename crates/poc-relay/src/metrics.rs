@@ -142,8 +142,15 @@ impl Metrics {
 /// until the task is aborted. One small request per connection.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, store: StoreHandle) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
+        let (mut stream, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: retrying at once would spin
+                // a core until it passes.
+                tracing::warn!(error = %e, "metrics endpoint cannot accept; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
         };
         let metrics = Arc::clone(&metrics);
         let store = store.clone();
