@@ -332,46 +332,7 @@ pub struct Relay {
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
     /// Connections open per client identity key.
-    per_client: Arc<Mutex<HashMap<[u8; 32], usize>>>,
-}
-
-/// One client connection counted against its identity's limit; uncounted
-/// when dropped, however the connection ends.
-struct ClientSlot {
-    counts: Arc<Mutex<HashMap<[u8; 32], usize>>>,
-    key: [u8; 32],
-}
-
-impl ClientSlot {
-    /// Takes a slot for `key`, unless it already holds `limit`.
-    fn take(
-        counts: &Arc<Mutex<HashMap<[u8; 32], usize>>>,
-        key: [u8; 32],
-        limit: usize,
-    ) -> Option<ClientSlot> {
-        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let held = map.entry(key).or_insert(0);
-        if *held >= limit {
-            return None;
-        }
-        *held += 1;
-        Some(ClientSlot {
-            counts: Arc::clone(counts),
-            key,
-        })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = map.get_mut(&self.key) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
+    per_client: poc_transport::KeySlots,
 }
 
 impl std::fmt::Debug for Relay {
@@ -413,7 +374,7 @@ impl Relay {
             waiting: Mutex::new(HashMap::new()),
             metrics,
             next_conn: AtomicU64::new(1),
-            per_client: Arc::new(Mutex::new(HashMap::new())),
+            per_client: poc_transport::KeySlots::default(),
         })
     }
 
@@ -453,7 +414,7 @@ impl Relay {
         let key = connection.peer_key();
         let mailbox = MailboxId::for_identity(&key);
         let limit = self.limits.max_connections_per_client;
-        let Some(_slot) = ClientSlot::take(&self.per_client, key.to_bytes(), limit) else {
+        let Some(_slot) = self.per_client.take(key, limit) else {
             self.metrics
                 .connections_over_client_limit
                 .fetch_add(1, Ordering::Relaxed);

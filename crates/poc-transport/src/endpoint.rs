@@ -1,7 +1,6 @@
 //! The QUIC endpoint: one UDP socket that accepts authenticated connections
 //! and opens them.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +18,7 @@ use crate::connection::Connection;
 use crate::error::{TransportError, close_code, from_connection_error, from_read_error};
 use crate::limits::HandshakeRateLimiter;
 use crate::tls::{self, ServerCheck};
-use crate::{Limits, PeerAuthority};
+use crate::{KeySlot, KeySlots, Limits, PeerAuthority};
 
 /// The single byte of the server's acceptance signal.
 const ACCEPTED: u8 = 0x01;
@@ -424,7 +423,7 @@ async fn accept_loop(
         limits.handshake_burst_per_ip,
     );
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_peer = PeerCounts::default();
+    let per_peer = KeySlots::default();
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
         if limits.validate_addresses && !incoming.remote_address_validated() {
@@ -460,7 +459,7 @@ async fn accept_loop(
                     Arc::clone(&stats),
                     Admitted {
                         permit,
-                        per_peer: Arc::clone(&per_peer),
+                        per_peer: per_peer.clone(),
                     },
                     tx.clone(),
                 ));
@@ -509,7 +508,7 @@ async fn server_handshake(
         // Before the acceptance signal, so the client's connect fails with
         // the reason instead of handing it a connection about to close.
         let limit = limits.max_connections_per_peer;
-        let Some(peer_slot) = PeerSlot::take(&per_peer, key, limit) else {
+        let Some(peer_slot) = per_peer.take(key, limit) else {
             over_peer_limit.store(true, Ordering::Relaxed);
             let reason = format!("too many connections from this peer (limit {limit})");
             conn.close(
@@ -562,53 +561,14 @@ async fn server_handshake(
 /// key is known.
 struct Admitted {
     permit: OwnedSemaphorePermit,
-    per_peer: PeerCounts,
-}
-
-/// Inbound connections held per peer identity key.
-type PeerCounts = Arc<std::sync::Mutex<HashMap<IdentityPublicKey, usize>>>;
-
-/// One inbound connection counted against its peer's
-/// `max_connections_per_peer`; uncounted when dropped, however the
-/// connection ends.
-struct PeerSlot {
-    counts: PeerCounts,
-    key: IdentityPublicKey,
-}
-
-impl PeerSlot {
-    /// Takes a slot for `key`, unless it already holds `limit`.
-    fn take(counts: &PeerCounts, key: IdentityPublicKey, limit: usize) -> Option<PeerSlot> {
-        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
-        let held = map.entry(key).or_insert(0);
-        if *held >= limit {
-            return None;
-        }
-        *held += 1;
-        Some(PeerSlot {
-            counts: Arc::clone(counts),
-            key,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(held) = map.get_mut(&self.key) {
-            *held = held.saturating_sub(1);
-            if *held == 0 {
-                map.remove(&self.key);
-            }
-        }
-    }
+    per_peer: KeySlots,
 }
 
 /// What an inbound connection holds until it ends: its place under
 /// `max_connections` and under its peer's `max_connections_per_peer`.
 pub(crate) struct InboundSlot {
     _permit: OwnedSemaphorePermit,
-    _peer: PeerSlot,
+    _peer: KeySlot,
 }
 
 /// The QUIC stateless-reset key (HMAC-SHA256) and connection-id hash key,

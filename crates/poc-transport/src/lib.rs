@@ -101,6 +101,7 @@ mod connection;
 mod endpoint;
 mod error;
 mod limits;
+mod slots;
 mod tls;
 
 #[cfg(test)]
@@ -110,6 +111,7 @@ pub use connection::{Connection, IncomingRequest};
 pub use endpoint::{Endpoint, EndpointStats};
 pub use error::{StreamErrorCode, TransportError, close_code};
 pub use limits::Limits;
+pub use slots::{KeySlot, KeySlots};
 
 use poc_proto::PocId;
 use poc_proto::keys::IdentityPublicKey;
