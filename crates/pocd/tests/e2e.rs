@@ -437,6 +437,19 @@ fn record_verify_names_an_edited_a_deleted_and_a_swapped_entry() {
     assert!(!swapped.is_empty(), "a swapped pair went unnoticed");
 }
 
+/// EST.cert, FRA.cert and KEN.cert, all listed and technical: KEN.cert
+/// plays the hostile or unreachable peer.
+fn three_technical_pocs() -> Cluster {
+    Cluster::new(
+        &[
+            ("EST.cert", Role::Technical),
+            ("FRA.cert", Role::Technical),
+            ("KEN.cert", Role::Technical),
+        ],
+        &[],
+    )
+}
+
 fn message_from(from: &str, to: &str, body: Body) -> poc_proto::Message {
     let mut rng = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rng).unwrap();
@@ -468,14 +481,7 @@ fn ack(answer: &[u8]) -> Result<(), u16> {
 #[test]
 fn a_peer_sending_garbage_cannot_fill_the_record() {
     use poc_proto::RejectCode;
-    let cluster = Cluster::new(
-        &[
-            ("EST.cert", Role::Technical),
-            ("FRA.cert", Role::Technical),
-            ("KEN.cert", Role::Technical),
-        ],
-        &[],
-    );
+    let cluster = three_technical_pocs();
     // FRA records at most 3 refusals per peer and minute.
     let fra_setup = cluster.poc("FRA.cert");
     poc_testnet::PocdConfig {
@@ -543,14 +549,7 @@ fn a_peer_sending_garbage_cannot_fill_the_record() {
 #[test]
 fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
     use poc_proto::RejectCode;
-    let cluster = Cluster::new(
-        &[
-            ("EST.cert", Role::Technical),
-            ("FRA.cert", Role::Technical),
-            ("KEN.cert", Role::Technical),
-        ],
-        &[],
-    );
+    let cluster = three_technical_pocs();
     let fra = cluster.start("FRA.cert");
     let est = cluster.start("EST.cert");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -650,14 +649,7 @@ fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
 
 #[test]
 fn one_peer_cannot_take_every_connection_slot_of_a_node() {
-    let cluster = Cluster::new(
-        &[
-            ("EST.cert", Role::Technical),
-            ("FRA.cert", Role::Technical),
-            ("KEN.cert", Role::Technical),
-        ],
-        &[],
-    );
+    let cluster = three_technical_pocs();
     let _fra = cluster.start("FRA.cert");
     let est = cluster.start("EST.cert");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -821,14 +813,7 @@ fn an_unmet_respond_by_time_is_reported_and_alerted() {
 
 #[test]
 fn an_unreachable_peer_does_not_hold_up_deliveries_to_others() {
-    let cluster = Cluster::new(
-        &[
-            ("EST.cert", Role::Technical),
-            ("FRA.cert", Role::Technical),
-            ("KEN.cert", Role::Technical),
-        ],
-        &[],
-    );
+    let cluster = three_technical_pocs();
     // KEN's address swallows packets and never answers: its handshake can
     // only end by timing out.
     let _black_hole =
