@@ -64,6 +64,15 @@ fn outbox(daemon: &Daemon) -> Vec<OutboxView> {
     daemon.call(&Request::Outbox)
 }
 
+/// Waits until `sent` is delivered in `daemon`'s outbox; its outbox entry.
+fn delivered(daemon: &Daemon, sent: &SendAccepted, what: &str) -> OutboxView {
+    eventually(what, || {
+        outbox(daemon)
+            .into_iter()
+            .find(|o| o.message_id == sent.message_id && o.status == "delivered")
+    })
+}
+
 fn verify(daemon: &Daemon) -> RecordVerifyView {
     daemon.call(&Request::RecordVerify)
 }
@@ -283,12 +292,8 @@ fn a_send_survives_kill_9_of_the_sender_and_is_delivered_once() {
 
     let fra = cluster.start("FRA.cert");
     let est = cluster.start("EST.cert");
-    let delivered = eventually("delivery after restart", || {
-        outbox(&est)
-            .into_iter()
-            .find(|o| o.message_id == sent.message_id && o.status == "delivered")
-    });
-    assert_eq!(delivered.delivered_via.as_deref(), Some("direct"));
+    let entry = delivered(&est, &sent, "delivery after restart");
+    assert_eq!(entry.delivered_via.as_deref(), Some("direct"));
     eventually("the receipt at EST", || {
         thread(&est, sent.thread_id).filter(|t| t.summary.state.starts_with("receipted"))
     });
@@ -319,11 +324,7 @@ fn a_receiver_crashing_after_recording_still_ends_with_exactly_one_message_and_o
     fra.wait_exit();
 
     let fra = cluster.start("FRA.cert");
-    eventually("delivery acknowledged after FRA restarts", || {
-        outbox(&est)
-            .into_iter()
-            .find(|o| o.message_id == sent.message_id && o.status == "delivered")
-    });
+    delivered(&est, &sent, "delivery acknowledged after FRA restarts");
     let at_est = eventually("exactly one receipt at EST", || {
         thread(&est, sent.thread_id).filter(|t| t.messages.iter().any(|m| m.kind == "receipt"))
     });
@@ -511,11 +512,7 @@ fn a_peer_sending_garbage_cannot_fill_the_record() {
         );
         // And a well-behaved message goes through meanwhile.
         let sent = send(&est, "FRA.cert", None, None, inquiry());
-        eventually("EST's inquiry delivered", || {
-            outbox(&est)
-                .into_iter()
-                .find(|o| o.message_id == sent.message_id && o.status == "delivered")
-        });
+        delivered(&est, &sent, "EST's inquiry delivered");
     });
     let entries: Vec<poc_control::RecordEntryView> = fra.call(&Request::RecordExport {
         after_seq: 0,
@@ -602,11 +599,7 @@ fn hostile_input_is_refused_recorded_and_does_not_disturb_others() {
             code(RejectCode::Replay)
         );
 
-        eventually("EST's inquiry delivered despite the noise", || {
-            outbox(&est)
-                .into_iter()
-                .find(|o| o.message_id == sent.message_id && o.status == "delivered")
-        });
+        delivered(&est, &sent, "EST's inquiry delivered despite the noise");
     });
 
     // Every refusal is in FRA's record, with its reason.
@@ -822,11 +815,7 @@ fn an_unreachable_peer_does_not_hold_up_deliveries_to_others() {
     let _fra = cluster.start("FRA.cert");
     let to_ken = send(&est, "KEN.cert", None, None, inquiry());
     let to_fra = send(&est, "FRA.cert", None, None, inquiry());
-    eventually("delivery to FRA", || {
-        outbox(&est)
-            .into_iter()
-            .find(|o| o.message_id == to_fra.message_id && o.status == "delivered")
-    });
+    delivered(&est, &to_fra, "delivery to FRA");
     let ken = outbox(&est)
         .into_iter()
         .find(|o| o.message_id == to_ken.message_id)
