@@ -127,38 +127,50 @@ struct CpuPerItem {
     this_tool_us: Option<f64>,
     /// Share of all CPUs' time busy.
     busy: Option<f64>,
-    /// Busy and all ticks so far, for `busy` over several spans.
+    /// What the spans added so far used, for the figures above over all
+    /// of them: machine busy, all machine, relay and this tool's ticks, and
+    /// items.
     #[serde(skip)]
-    ticks: (u64, u64),
+    sums: Sums,
+}
+
+#[derive(Debug, Default)]
+struct Sums {
+    busy: Option<u64>,
+    all: Option<u64>,
+    relay: Option<u64>,
+    me: Option<u64>,
+    items: usize,
 }
 
 impl CpuPerItem {
-    /// Adds what was used from `before` to `after` over `items`.
+    /// Adds what was used from `before` to `after` over `items`: the
+    /// figures become those of all spans added so far together (ticks over
+    /// items, not an average of each span's figures).
     fn add(&mut self, before: Counters, after: Counters, items: usize) {
-        let tick_us = 1e6 / cpu::ticks_per_second();
-        let per = |a: Option<u64>, b: Option<u64>| {
-            Some(b?.saturating_sub(a?) as f64 * tick_us / items.max(1) as f64)
-        };
-        let sum = |x: Option<f64>, y: Option<f64>| match (x, y) {
-            (Some(x), Some(y)) => Some(x + y),
-            (x, None) => x,
-            (None, y) => y,
+        let delta = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+        let plus = |sum: Option<u64>, d: Option<u64>| match (sum, d) {
+            (Some(s), Some(d)) => Some(s + d),
+            (s, None) => s,
+            (None, d) => d,
         };
         let busy = |m: Option<(u64, u64, u64)>| m.map(|(busy, _, _)| busy);
-        self.machine_us = sum(
-            self.machine_us,
-            per(busy(before.machine), busy(after.machine)),
-        );
-        self.relay_us = sum(self.relay_us, per(before.relay, after.relay));
-        self.this_tool_us = sum(self.this_tool_us, per(before.me, after.me));
-        if let (Some((b0, i0, w0)), Some((b1, i1, w1))) = (before.machine, after.machine) {
-            let busy = b1.saturating_sub(b0);
-            self.ticks.0 += busy;
-            self.ticks.1 += busy + i1.saturating_sub(i0) + w1.saturating_sub(w0);
-            if self.ticks.1 > 0 {
-                self.busy = Some(self.ticks.0 as f64 / self.ticks.1 as f64);
-            }
-        }
+        let all = |m: Option<(u64, u64, u64)>| m.map(|(b, i, w)| b + i + w);
+        let sums = &mut self.sums;
+        sums.busy = plus(sums.busy, delta(busy(before.machine), busy(after.machine)));
+        sums.all = plus(sums.all, delta(all(before.machine), all(after.machine)));
+        sums.relay = plus(sums.relay, delta(before.relay, after.relay));
+        sums.me = plus(sums.me, delta(before.me, after.me));
+        sums.items += items;
+        let tick_us = 1e6 / cpu::ticks_per_second();
+        let per = |ticks: Option<u64>| Some(ticks? as f64 * tick_us / sums.items.max(1) as f64);
+        self.machine_us = per(sums.busy);
+        self.relay_us = per(sums.relay);
+        self.this_tool_us = per(sums.me);
+        self.busy = match (sums.busy, sums.all) {
+            (Some(b), Some(a)) if a > 0 => Some(b as f64 / a as f64),
+            _ => None,
+        };
     }
 }
 
@@ -757,4 +769,38 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Counters, CpuPerItem};
+
+    fn counters(busy: u64, idle: u64, relay: u64, me: u64) -> Counters {
+        Counters {
+            machine: Some((busy, idle, 0)),
+            relay: Some(relay),
+            me: Some(me),
+        }
+    }
+
+    #[test]
+    fn two_spans_give_the_figures_of_one_span_over_both() {
+        // The same work in two halves must read as in one span: the raw
+        // baseline is measured in two halves, and its CPU per request was
+        // once reported as the sum of the halves' figures (twice too high).
+        let mut halves = CpuPerItem::default();
+        halves.add(counters(0, 0, 0, 0), counters(100, 100, 40, 30), 1000);
+        halves.add(
+            counters(500, 500, 90, 90),
+            counters(600, 600, 130, 120),
+            1000,
+        );
+        let mut whole = CpuPerItem::default();
+        whole.add(counters(0, 0, 0, 0), counters(200, 200, 80, 60), 2000);
+        assert_eq!(halves.machine_us, whole.machine_us);
+        assert_eq!(halves.relay_us, whole.relay_us);
+        assert_eq!(halves.this_tool_us, whole.this_tool_us);
+        assert_eq!(halves.busy, Some(0.5));
+        assert_eq!(whole.busy, Some(0.5));
+    }
 }
