@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use poc_proto::PocId;
 use poc_proto::keys::IdentityPublicKey;
@@ -144,14 +143,19 @@ impl Connection {
 
     /// Sends one request and waits for its response: opens a bidirectional
     /// stream, writes one frame, finishes the stream and reads one response
-    /// frame, all within `limits.stream_timeout`.
+    /// frame. All of it within `limits.stream_timeout` plus the request's
+    /// bytes at `limits.min_transfer_rate`, and the response's bytes at that
+    /// rate once its length is known.
     ///
     /// `payload` may be at most `limits.max_frame` bytes; the response at
     /// most `limits.max_response_frame`.
     pub async fn request(&self, payload: &[u8]) -> Result<Vec<u8>, TransportError> {
         let limits = &self.inner.limits;
         check_len(payload.len(), limits.max_frame)?;
-        let deadline = Instant::now() + limits.stream_timeout;
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(limits.allowance(payload.len()))
+            .unwrap_or(now);
         let (mut send, mut recv) = match timeout_at(deadline, self.inner.conn.open_bi()).await {
             Err(_) => {
                 return Err(TransportError::Timeout {
@@ -162,16 +166,27 @@ impl Connection {
             Ok(Ok(streams)) => streams,
         };
         let exchange = async {
-            write_frame(&mut send, payload).await?;
-            send.finish().map_err(|_| TransportError::Closed)?;
-            read_frame(&mut recv, limits.max_response_frame).await
-        };
-        let result = match timeout_at(deadline, exchange).await {
-            Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout {
+            let sent = async {
+                write_frame(&mut send, payload).await?;
+                send.finish().map_err(|_| TransportError::Closed)
+            };
+            match timeout_at(deadline, sent).await {
+                Ok(sent) => sent?,
+                Err(_) => {
+                    return Err(TransportError::Timeout {
+                        during: "sending the request",
+                    });
+                }
+            }
+            let frame = FrameRead {
+                max: limits.max_response_frame,
+                deadline,
+                limits,
                 during: "waiting for the response",
-            }),
+            };
+            frame.read(&mut recv).await
         };
+        let result = exchange.await;
         if let Err(e) = &result {
             abort_streams(&mut send, &mut recv, e);
         }
@@ -212,7 +227,7 @@ pub struct IncomingRequest {
     pub payload: Vec<u8>,
     send: Option<SendStream>,
     max_response_frame: usize,
-    stream_timeout: Duration,
+    limits: Arc<Limits>,
 }
 
 impl std::fmt::Debug for IncomingRequest {
@@ -226,7 +241,8 @@ impl std::fmt::Debug for IncomingRequest {
 
 impl IncomingRequest {
     /// Sends the response frame and finishes the stream, within
-    /// `limits.stream_timeout`. `payload` may be at most
+    /// `limits.stream_timeout` plus its bytes at `limits.min_transfer_rate`.
+    /// `payload` may be at most
     /// `limits.max_response_frame` bytes; a larger one is not sent and the
     /// stream is reset with [`StreamErrorCode::FrameTooLarge`].
     pub async fn respond(mut self, payload: &[u8]) -> Result<(), TransportError> {
@@ -241,7 +257,7 @@ impl IncomingRequest {
             write_frame(&mut send, payload).await?;
             send.finish().map_err(|_| TransportError::Closed)
         };
-        let result = match timeout(self.stream_timeout, exchange).await {
+        let result = match timeout(self.limits.allowance(payload.len()), exchange).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout {
                 during: "sending the response",
@@ -305,24 +321,20 @@ async fn read_request(
     tx: mpsc::Sender<Result<IncomingRequest, TransportError>>,
 ) {
     let mut send = Some(send);
-    let result = match timeout(
-        limits.stream_timeout,
-        read_frame(&mut recv, limits.max_frame),
-    )
-    .await
-    {
-        Ok(result) => result,
-        Err(_) => Err(TransportError::Timeout {
-            during: "reading a request frame",
-        }),
+    let frame = FrameRead {
+        max: limits.max_frame,
+        deadline: Instant::now() + limits.stream_timeout,
+        limits: &limits,
+        during: "reading a request frame",
     };
+    let result = frame.read(&mut recv).await;
     match result {
         Ok(payload) => {
             let request = IncomingRequest {
                 payload,
                 send: send.take(),
                 max_response_frame: limits.max_response_frame,
-                stream_timeout: limits.stream_timeout,
+                limits: Arc::clone(&limits),
             };
             // Waits for room: at most max_concurrent_bidi_streams requests
             // can be pending, as the peer cannot open more streams than that.
@@ -382,48 +394,70 @@ async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), Transp
         .map_err(|e| from_write_error(&e))
 }
 
-/// Reads exactly one frame and the end of the stream. The declared length is
-/// checked against `max` before anything is allocated for it.
-pub(crate) async fn read_frame(
-    recv: &mut RecvStream,
+/// One frame to read, and the time it has.
+struct FrameRead<'l> {
+    /// Largest length accepted, checked before anything is allocated.
     max: usize,
-) -> Result<Vec<u8>, TransportError> {
-    let mut prefix = [0u8; 4];
-    match recv.read_exact(&mut prefix).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(_)) => {
-            return Err(TransportError::ProtocolViolation {
-                reason: "stream ended inside the length prefix",
-            });
-        }
-        Err(quinn::ReadExactError::ReadError(e)) => return Err(from_read_error(&e)),
-    }
-    let declared = u32::from_be_bytes(prefix);
-    let len = usize::try_from(declared).unwrap_or(usize::MAX);
-    if len > max {
-        return Err(TransportError::FrameTooLarge {
-            len: u64::from(declared),
-            max: u64::try_from(max).unwrap_or(u64::MAX),
-        });
-    }
-    let mut payload = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
-    while payload.len() < len {
-        let wanted = len - payload.len();
-        match recv.read_chunk(wanted, true).await {
-            Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
-            Ok(None) => {
+    /// When the length prefix must have arrived; the frame's bytes then
+    /// have their size at `limits.min_transfer_rate` beyond it.
+    deadline: Instant,
+    limits: &'l Limits,
+    /// What a timeout reports the reader was doing.
+    during: &'static str,
+}
+
+impl FrameRead<'_> {
+    /// Reads exactly one frame and the end of the stream.
+    async fn read(self, recv: &mut RecvStream) -> Result<Vec<u8>, TransportError> {
+        let timed_out = TransportError::Timeout {
+            during: self.during,
+        };
+        let mut prefix = [0u8; 4];
+        match timeout_at(self.deadline, recv.read_exact(&mut prefix)).await {
+            Err(_) => return Err(timed_out),
+            Ok(Ok(())) => {}
+            Ok(Err(quinn::ReadExactError::FinishedEarly(_))) => {
                 return Err(TransportError::ProtocolViolation {
-                    reason: "stream ended inside the frame",
+                    reason: "stream ended inside the length prefix",
                 });
             }
-            Err(e) => return Err(from_read_error(&e)),
+            Ok(Err(quinn::ReadExactError::ReadError(e))) => return Err(from_read_error(&e)),
         }
-    }
-    match recv.read_chunk(1, true).await {
-        Ok(None) => Ok(payload),
-        Ok(Some(_)) => Err(TransportError::ProtocolViolation {
-            reason: "data after the frame",
-        }),
-        Err(e) => Err(from_read_error(&e)),
+        let declared = u32::from_be_bytes(prefix);
+        let len = usize::try_from(declared).unwrap_or(usize::MAX);
+        if len > self.max {
+            return Err(TransportError::FrameTooLarge {
+                len: u64::from(declared),
+                max: u64::try_from(self.max).unwrap_or(u64::MAX),
+            });
+        }
+        // An overflow would mean limits beyond any real link: time out then.
+        let deadline = self
+            .deadline
+            .checked_add(self.limits.transfer_time(len))
+            .unwrap_or(self.deadline);
+        let body = async {
+            let mut payload = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
+            while payload.len() < len {
+                let wanted = len - payload.len();
+                match recv.read_chunk(wanted, true).await {
+                    Ok(Some(chunk)) => payload.extend_from_slice(&chunk.bytes),
+                    Ok(None) => {
+                        return Err(TransportError::ProtocolViolation {
+                            reason: "stream ended inside the frame",
+                        });
+                    }
+                    Err(e) => return Err(from_read_error(&e)),
+                }
+            }
+            match recv.read_chunk(1, true).await {
+                Ok(None) => Ok(payload),
+                Ok(Some(_)) => Err(TransportError::ProtocolViolation {
+                    reason: "data after the frame",
+                }),
+                Err(e) => Err(from_read_error(&e)),
+            }
+        };
+        timeout_at(deadline, body).await.unwrap_or(Err(timed_out))
     }
 }

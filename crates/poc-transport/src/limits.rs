@@ -33,8 +33,16 @@ pub struct Limits {
     /// `idle_timeout`.
     pub keep_alive_interval: Duration,
     /// Time allowed to read one frame (or to complete one request, from
-    /// opening the stream to reading the response). Default 30 s.
+    /// opening the stream to reading the response), on top of the frame's
+    /// bytes at `min_transfer_rate`. Default 30 s.
     pub stream_timeout: Duration,
+    /// The slowest transfer a frame may take, bytes per second: a frame of
+    /// `n` bytes has `stream_timeout + n / min_transfer_rate` to arrive (or
+    /// be sent). A fixed timeout alone would cut off a large envelope on a
+    /// slow link on every retry (4 MiB needs 33 s at 1 Mbit/s), while a
+    /// peer trickling bytes still cannot hold a stream for longer than its
+    /// frame's size allows. Default 64 KiB/s: a 4 MiB frame has 94 s.
+    pub min_transfer_rate: u32,
     /// Bidirectional streams (requests in flight) a peer may have open on
     /// one connection. Default 64.
     pub max_concurrent_bidi_streams: u32,
@@ -71,6 +79,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             keep_alive_interval: Duration::from_secs(15),
             stream_timeout: Duration::from_secs(30),
+            min_transfer_rate: 64 * 1024,
             max_concurrent_bidi_streams: 64,
             handshakes_per_second_per_ip: 20,
             handshake_burst_per_ip: 20,
@@ -82,6 +91,21 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Time allowed for a frame of `bytes`: `stream_timeout` plus its
+    /// [`transfer_time`](Limits::transfer_time).
+    pub(crate) fn allowance(&self, bytes: usize) -> Duration {
+        self.stream_timeout
+            .saturating_add(self.transfer_time(bytes))
+    }
+
+    /// `bytes` at `min_transfer_rate`.
+    pub(crate) fn transfer_time(&self, bytes: usize) -> Duration {
+        let rate = u64::from(self.min_transfer_rate.max(1));
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        // Milliseconds, so that small frames are not rounded to nothing.
+        Duration::from_millis(bytes.saturating_mul(1000) / rate)
+    }
+
     /// Checks that the limits are usable.
     pub(crate) fn check(&self) -> Result<(), TransportError> {
         let bad = |what: &str| Err(TransportError::Config(format!("invalid limits: {what}")));
@@ -94,6 +118,9 @@ impl Limits {
             || self.stream_timeout.is_zero()
         {
             return bad("timeouts must be non-zero");
+        }
+        if self.min_transfer_rate == 0 {
+            return bad("min_transfer_rate must be at least 1 byte per second");
         }
         if self.keep_alive_interval.is_zero() || self.keep_alive_interval >= self.idle_timeout {
             return bad("keep_alive_interval must be non-zero and shorter than idle_timeout");

@@ -220,6 +220,70 @@ async fn stalled_streams_are_cut_off_at_the_stream_timeout() {
     assert_eq!(slow.request(b"quick now").await.unwrap(), b"quick now");
 }
 
+/// Sends one framed request of `len` bytes in `chunk`-byte pieces, `gap`
+/// apart, and returns the response frame's payload or the reset code.
+async fn trickle(
+    conn: &Connection,
+    len: usize,
+    chunk: usize,
+    gap: Duration,
+) -> Result<Vec<u8>, u64> {
+    let (mut send, mut recv) = conn.quinn().open_bi().await.unwrap();
+    let prefix = u32::try_from(len).unwrap().to_be_bytes();
+    let mut written = 0;
+    let mut ok = send.write_all(&prefix).await.is_ok();
+    while ok && written < len {
+        tokio::time::sleep(gap).await;
+        let n = chunk.min(len - written);
+        // The server may stop the stream while we write.
+        ok = send.write_all(&vec![9; n]).await.is_ok();
+        written += n;
+    }
+    if ok {
+        let _ = send.finish();
+    }
+    let outcome = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 20))
+        .await
+        .expect("the server neither answered nor reset the stream");
+    match outcome {
+        Ok(bytes) => Ok(bytes.get(4..).unwrap_or_default().to_vec()),
+        Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => Err(code.into_inner()),
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_frame_on_a_slow_link_has_time_for_its_size_and_no_more() {
+    // 64 KiB at 32 KiB/s: 1 s + 2 s to arrive.
+    let limits = Limits {
+        stream_timeout: Duration::from_secs(1),
+        min_transfer_rate: 32 * 1024,
+        ..Limits::default()
+    };
+    let (server, mut errors) = echo_server(limits);
+    let steady = client(2, &server).await;
+    let trickling = client(3, &server).await;
+    let started = std::time::Instant::now();
+    let (steady, trickled) = tokio::join!(
+        // 40 KiB/s: all of it after 1.6 s, past the fixed timeout alone.
+        trickle(&steady, 64 * 1024, 4 * 1024, Duration::from_millis(100)),
+        // 8 KiB/s: would take 8 s; cut off once its 3 s are up.
+        trickle(&trickling, 64 * 1024, 4 * 1024, Duration::from_millis(500)),
+    );
+    assert_eq!(steady.unwrap(), vec![9; 64 * 1024]);
+    assert_eq!(trickled, Err(StreamErrorCode::Timeout.to_u64()));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "the trickle was not cut off: {took:?}"
+    );
+    let e = tokio::time::timeout(Duration::from_secs(10), errors.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(e, TransportError::Timeout { .. }), "{e:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_may_not_open_unidirectional_streams() {
     let (server, _errors) = echo_server(Limits::default());
