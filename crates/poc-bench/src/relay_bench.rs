@@ -314,6 +314,7 @@ fn start_relay(
              [directory]\nsnapshot = \"directory.snapshot\"\nmanager_key = \"manager.pub\"\n\n\
              [limits]\nmailbox_max_envelopes = 10000000\nmailbox_max_bytes = 100000000000\n\
              deposits_per_second = 10000000\ndeposit_burst = 10000000\n\
+             reads_per_second = 10000000\nread_burst = 10000000\n\
              max_connections = {max_connections}\nhandshakes_per_second_per_ip = 1000000\n\
              handshake_burst_per_ip = 1000000\nmax_streams_per_connection = {streams}\n\
              max_connections_per_client = {max_connections}\n"

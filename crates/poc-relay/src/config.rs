@@ -19,6 +19,8 @@
 //! mailbox_max_bytes = 268435456
 //! deposits_per_second = 100           # per sender
 //! deposit_burst = 200
+//! reads_per_second = 50               # fetches and acks per client; paced beyond
+//! read_burst = 200
 //! max_page_items = 256
 //! max_page_bytes = 1048576           # with max_envelope_bytes, a page stays within what nodes read (6 MiB)
 //! max_wait_seconds = 20               # long poll
@@ -109,6 +111,8 @@ pub struct LimitsSection {
     pub mailbox_max_bytes: u64,
     pub deposits_per_second: u32,
     pub deposit_burst: u32,
+    pub reads_per_second: u32,
+    pub read_burst: u32,
     pub max_page_items: u16,
     pub max_page_bytes: usize,
     pub max_wait_seconds: u64,
@@ -131,6 +135,8 @@ impl Default for LimitsSection {
             mailbox_max_bytes: d.mailbox_max_bytes,
             deposits_per_second: d.deposits_per_second,
             deposit_burst: d.deposit_burst,
+            reads_per_second: d.reads_per_second,
+            read_burst: d.read_burst,
             max_page_items: d.max_page_items,
             max_page_bytes: d.max_page_bytes,
             max_wait_seconds: d.max_wait.as_secs(),
@@ -174,9 +180,13 @@ impl Config {
                 poc_proto::limits::MAX_ENVELOPE_BYTES
             );
         }
-        if l.max_page_items == 0 || l.max_page_bytes == 0 || l.deposits_per_second == 0 {
+        if l.max_page_items == 0
+            || l.max_page_bytes == 0
+            || l.deposits_per_second == 0
+            || l.reads_per_second == 0
+        {
             bail!(
-                "{}: [limits] max_page_items, max_page_bytes and deposits_per_second must be positive",
+                "{}: [limits] max_page_items, max_page_bytes, deposits_per_second and reads_per_second must be positive",
                 path.display()
             );
         }
@@ -192,6 +202,16 @@ impl Config {
         if l.max_wait_seconds >= 25 {
             bail!(
                 "{}: [limits] max_wait_seconds must be below 25 (the transport's request timeout is 30 s)",
+                path.display()
+            );
+        }
+        // A paced fetch may wait read_burst / reads_per_second for its turn
+        // before its long poll starts; both must fit the client's timeout.
+        let pacing = u64::from(l.read_burst) / u64::from(l.reads_per_second.max(1));
+        if pacing.saturating_add(l.max_wait_seconds) >= 25 {
+            bail!(
+                "{}: [limits] read_burst / reads_per_second ({pacing} s, the longest a fetch waits for its turn) \
+                 plus max_wait_seconds must be below 25 (the transport's request timeout is 30 s)",
                 path.display()
             );
         }
@@ -215,6 +235,8 @@ impl Config {
             mailbox_max_bytes: l.mailbox_max_bytes,
             deposits_per_second: l.deposits_per_second,
             deposit_burst: l.deposit_burst,
+            reads_per_second: l.reads_per_second,
+            read_burst: l.read_burst,
             max_page_items: l.max_page_items,
             max_page_bytes: l.max_page_bytes,
             max_wait: Duration::from_secs(l.max_wait_seconds),
@@ -261,5 +283,18 @@ mod tests {
         assert!(err.contains("lower max_page_bytes"), "{err}");
         // Smaller envelopes leave room for larger pages.
         load("max_envelope_bytes = 65536\nmax_page_bytes = 4194304\n").unwrap();
+    }
+
+    #[test]
+    fn read_pacing_that_outlasts_a_clients_timeout_is_refused_at_load() {
+        let defaults = load("").unwrap().relay_limits();
+        assert_eq!((defaults.reads_per_second, defaults.read_burst), (50, 200));
+        // 200 reads owed at 10 a second: a fetch could wait 20 s for its
+        // turn, then 20 s more on an empty mailbox.
+        let err = load("reads_per_second = 10\n").unwrap_err().to_string();
+        assert!(err.contains("read_burst / reads_per_second"), "{err}");
+        let err = load("reads_per_second = 0\n").unwrap_err().to_string();
+        assert!(err.contains("must be positive"), "{err}");
+        load("reads_per_second = 10\nmax_wait_seconds = 4\n").unwrap();
     }
 }

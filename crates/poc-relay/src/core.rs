@@ -97,6 +97,16 @@ pub struct RelayLimits {
     pub deposits_per_second: u32,
     /// Deposits one sender may make in a burst.
     pub deposit_burst: u32,
+    /// Sustained fetches and acknowledgements per second from one client.
+    /// Past it they are paced, not refused (a client may run up to
+    /// `read_burst` of them ahead), so a node draining its mailbox only
+    /// gets larger pages, while a client fetching in a loop cannot keep
+    /// the store, which every deposit waits for, busy reading for it.
+    pub reads_per_second: u32,
+    /// Fetches and acknowledgements one client may make in a burst, and
+    /// how many more it may have waiting for their turn before the next
+    /// is refused.
+    pub read_burst: u32,
     /// Most envelopes in one fetched page.
     pub max_page_items: u16,
     /// Bytes of one page (the first envelope is always included).
@@ -133,6 +143,8 @@ impl Default for RelayLimits {
             mailbox_max_bytes: 256 * 1024 * 1024,
             deposits_per_second: 100,
             deposit_burst: 200,
+            reads_per_second: 50,
+            read_burst: 200,
             max_page_items: 256,
             max_page_bytes: 1024 * 1024,
             max_wait: Duration::from_secs(20),
@@ -191,6 +203,31 @@ impl RateLimiter {
 
     /// Takes one token for `sender` at `now`; false if none is left.
     pub fn allow(&mut self, sender: &IdentityPublicKey, now: Instant) -> bool {
+        let tokens = self.refilled(sender, now);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes one token for `sender` at `now`, borrowing against the refill
+    /// when none is left: returns how long the caller must wait for it
+    /// (zero when there was one), or `None` when `sender` already owes a
+    /// whole `burst`.
+    pub fn reserve(&mut self, sender: &IdentityPublicKey, now: Instant) -> Option<Duration> {
+        let (rate, burst) = (self.rate, self.burst);
+        let tokens = self.refilled(sender, now);
+        if *tokens - 1.0 < -burst {
+            return None;
+        }
+        *tokens -= 1.0;
+        Some(Duration::from_secs_f64((-*tokens).max(0.0) / rate))
+    }
+
+    /// `sender`'s bucket, refilled up to `now`.
+    fn refilled(&mut self, sender: &IdentityPublicKey, now: Instant) -> &mut f64 {
         // Only authenticated directory members reach here, so the map is
         // bounded by the directory's size; still, drop full buckets once it
         // grows large.
@@ -207,12 +244,7 @@ impl RateLimiter {
         let elapsed = now.saturating_duration_since(*at).as_secs_f64();
         *tokens = (*tokens + elapsed * self.rate).min(self.burst);
         *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        tokens
     }
 }
 
@@ -230,6 +262,27 @@ mod tests {
                 .filter(|(id, _)| id.as_str() != "KEN.cert")
                 .map(|(id, p)| (id.clone(), p.identity.public())),
         )
+    }
+
+    #[test]
+    fn reads_past_the_rate_wait_their_turn_and_past_the_burst_are_refused() {
+        use poc_proto::keys::IdentityKeyPair;
+        let key = IdentityKeyPair::from_secret_bytes(&[3; 32]).public();
+        let other = IdentityKeyPair::from_secret_bytes(&[4; 32]).public();
+        let mut limiter = RateLimiter::new(2, 2);
+        let t0 = Instant::now();
+        // The burst at once, then each a further half second out...
+        assert_eq!(limiter.reserve(&key, t0), Some(Duration::ZERO));
+        assert_eq!(limiter.reserve(&key, t0), Some(Duration::ZERO));
+        assert_eq!(limiter.reserve(&key, t0), Some(Duration::from_millis(500)));
+        assert_eq!(limiter.reserve(&key, t0), Some(Duration::from_secs(1)));
+        // ...until a whole burst is owed.
+        assert_eq!(limiter.reserve(&key, t0), None);
+        // Others are not held up by it.
+        assert_eq!(limiter.reserve(&other, t0), Some(Duration::ZERO));
+        // The debt is paid off at the rate.
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(limiter.reserve(&key, later), Some(Duration::ZERO));
     }
 
     #[test]

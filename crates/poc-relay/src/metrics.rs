@@ -31,6 +31,8 @@ pub struct Metrics {
     /// Connections closed at once because their client already held
     /// `max_connections_per_client`.
     pub connections_over_client_limit: AtomicU64,
+    /// Fetches and acknowledgements held back for their client's read rate.
+    pub reads_paced: AtomicU64,
     refusals: [AtomicU64; Refusal::ALL.len()],
 }
 
@@ -133,6 +135,12 @@ impl Metrics {
             "counter",
             "Connections closed at once: their client already held as many as it may.",
             &one(get(&self.connections_over_client_limit)),
+        );
+        metric(
+            "poc_relay_reads_paced_total",
+            "counter",
+            "Fetches and acknowledgements held back for their client's read rate.",
+            &one(get(&self.reads_paced)),
         );
         out
     }

@@ -328,6 +328,8 @@ pub struct Relay {
     directory: SharedDirectory,
     limits: RelayLimits,
     rate: Mutex<RateLimiter>,
+    /// Fetches and acknowledgements, per client key.
+    reads: Mutex<RateLimiter>,
     waiting: Mutex<HashMap<MailboxId, Arc<Notify>>>,
     metrics: Arc<Metrics>,
     next_conn: AtomicU64,
@@ -370,6 +372,7 @@ impl Relay {
                 limits.deposits_per_second,
                 limits.deposit_burst,
             )),
+            reads: Mutex::new(RateLimiter::new(limits.reads_per_second, limits.read_burst)),
             limits,
             waiting: Mutex::new(HashMap::new()),
             metrics,
@@ -462,9 +465,15 @@ impl Relay {
             Err(refusal) => Err(refusal),
             Ok(Request::Deposit(envelope)) => self.deposit(conn, &key, envelope).await,
             Ok(Request::Fetch { max_items, wait }) => {
-                self.fetch(connection, mailbox, max_items, wait).await
+                match self.pace_read(connection, &key).await {
+                    Ok(()) => self.fetch(connection, mailbox, max_items, wait).await,
+                    Err(refusal) => Err(refusal),
+                }
             }
-            Ok(Request::Ack(ids)) => self.ack(conn, mailbox, ids).await,
+            Ok(Request::Ack(ids)) => match self.pace_read(connection, &key).await {
+                Ok(()) => self.ack(conn, mailbox, ids).await,
+                Err(refusal) => Err(refusal),
+            },
         };
         drop(payload);
         if connection.is_closed() {
@@ -480,6 +489,30 @@ impl Relay {
         if let Err(e) = request.respond(&frame).await {
             tracing::debug!(conn, error = %e, "could not answer");
         }
+    }
+
+    /// Waits for `key`'s turn to read (fetch or acknowledge): each one
+    /// reads or deletes in the store that every deposit waits for. Refused
+    /// once the client has `read_burst` reads waiting already.
+    async fn pace_read(
+        &self,
+        connection: &Connection,
+        key: &IdentityPublicKey,
+    ) -> Result<(), Refusal> {
+        let wait = self
+            .reads
+            .lock()
+            .ok()
+            .and_then(|mut r| r.reserve(key, Instant::now()))
+            .ok_or(Refusal::RateLimited)?;
+        if !wait.is_zero() {
+            self.metrics.reads_paced.fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = connection.closed() => return Err(Refusal::Busy),
+            }
+        }
+        Ok(())
     }
 
     async fn deposit(

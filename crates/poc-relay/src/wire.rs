@@ -65,8 +65,9 @@ pub enum Refusal {
     /// The recipient's mailbox holds as many bytes as its quota allows.
     #[error("recipient mailbox full (byte quota)")]
     MailboxBytesFull,
-    /// This sender deposits faster than the relay's per-sender rate.
-    #[error("deposit rate limit exceeded; retry later")]
+    /// This client deposits faster than the relay's per-sender rate, or
+    /// has more fetches and acknowledgements waiting than its burst.
+    #[error("rate limit exceeded; retry later")]
     RateLimited,
     /// The relay is overloaded right now; retry later.
     #[error("relay busy; retry later")]

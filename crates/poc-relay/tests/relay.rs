@@ -321,6 +321,60 @@ async fn a_client_fetches_and_acknowledges_only_its_own_mailbox() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_in_a_loop_is_paced_then_refused_and_others_are_served() {
+    // One read a second, two at once, two more waiting their turn.
+    let relay = RelayUnderTest::start("reads_per_second = 1\nread_burst = 2\n");
+    let fra = Arc::new(relay.client("FRA.cert").await.unwrap());
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let fra = Arc::clone(&fra);
+            tokio::spawn(async move { fra.fetch(10, Duration::ZERO).await })
+        })
+        .collect();
+    let mut served = 0;
+    let mut refused = 0;
+    for read in reads {
+        match read.await.unwrap() {
+            Ok(page) => {
+                assert!(page.items.is_empty());
+                served += 1;
+            }
+            Err(ClientError::Refused(Refusal::RateLimited)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    // Two at once and two paced (a slower machine refills a little more).
+    assert!(served >= 4, "{served} served");
+    assert!(refused >= 1, "none refused");
+    assert_eq!(served + refused, 8);
+    assert!(relay.metric("poc_relay_reads_paced_total") >= 2);
+    assert_eq!(relay.metric("poc_relay_fetches_total"), served);
+
+    // Another client, reading and depositing, is not held up by FRA's debt.
+    let est = relay.client("EST.cert").await.unwrap();
+    est.deposit(&envelope(relay.mailbox("FRA.cert"), now() + 3600, 300, 1))
+        .await
+        .unwrap();
+    assert!(
+        est.fetch(10, Duration::ZERO)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // FRA itself reads again once its debt is paid off, and finds the mail.
+    let mut page = fra.fetch(10, Duration::ZERO).await;
+    for _ in 0..20 {
+        if !matches!(page, Err(ClientError::Refused(Refusal::RateLimited))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        page = fra.fetch(10, Duration::ZERO).await;
+    }
+    assert_eq!(page.unwrap().items.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_fetch_is_answered_as_soon_as_mail_arrives() {
     let relay = RelayUnderTest::start("max_wait_seconds = 20\n");
     let fra = relay.client("FRA.cert").await.unwrap();
