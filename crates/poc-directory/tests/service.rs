@@ -930,6 +930,53 @@ fn a_states_revocation_cannot_be_lifted_by_the_manager() {
 }
 
 #[test]
+fn a_revoked_poc_removed_and_listed_again_stays_revoked_across_a_restart() {
+    let mut net = started(&six()[..2]);
+    net.start_node("EST.mfa", true);
+    net.submit("EST.cert", 2, true);
+    eventually("EST.mfa to sync the revocation", || {
+        sync(&net, "EST.mfa").ok().filter(|v| v.adopted > 0)
+    });
+    let est_cert = net.poc("EST.cert").certificate.clone();
+    // The manager removes EST.cert (the node adopts that, with an alert)...
+    let removed = forged_successor(&net, |b| b.entries.retain(|e| e.certificate != est_cert));
+    let view = sync_file(&net, "EST.mfa", &removed.to_bytes()).unwrap();
+    assert_eq!(view.adopted, 1);
+    assert!(
+        view.alerts
+            .iter()
+            .any(|a| a.contains("EST.cert") && a.contains("removed")),
+        "{:?}",
+        view.alerts
+    );
+    // ...the node restarts, with the service down...
+    let mut service = net.service.take().unwrap();
+    service.kill().unwrap();
+    service.wait().unwrap();
+    net.stop_node("EST.mfa");
+    net.start_node("EST.mfa", true);
+    // ...and the manager lists EST.cert again, without the State's details.
+    let removed_dir = removed.verify(&net.manager.public()).unwrap();
+    let mut again = body_of(&net, &latest(&net));
+    again.sequence = removed_dir.sequence() + 1;
+    again.previous = removed.digest();
+    for e in &mut again.entries {
+        if e.certificate == est_cert {
+            e.details = None;
+            e.revoked = false;
+        }
+    }
+    let again = SignedSnapshot::sign(&again, &net.manager).unwrap();
+    let err = sync_file(&net, "EST.mfa", &again.to_bytes()).unwrap_err();
+    assert!(
+        err.contains("undoes what the State of EST.cert signed") && err.contains("revision 2"),
+        "{err}"
+    );
+    let status: DirectoryStatusView = net.call("EST.mfa", &Request::DirectoryStatus);
+    assert_eq!(status.sequence, removed_dir.sequence());
+}
+
+#[test]
 fn a_poc_reachable_only_through_a_relay_gets_its_ping_there_and_replies() {
     let mut net = Net::new(&six()[..3]);
     net.publish_all();

@@ -617,6 +617,41 @@ impl VerifiedDirectory {
     /// (only the State signs a newer one). `Ok(false)` means `next` is this
     /// very snapshot (nothing to do).
     pub fn check_successor(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
+        self.check_successor_seen(next, &DetailsSeen::default())
+    }
+
+    /// [`check_successor`](VerifiedDirectory::check_successor), also
+    /// judging PoCs that `self` does not list against the details revisions
+    /// `seen` remembers from the snapshots adopted before it: a PoC the
+    /// manager removed and lists again must come back with details of at
+    /// least the revision its State last signed (SPEC 15.8 row 6).
+    pub fn check_successor_seen(
+        &self,
+        next: &VerifiedDirectory,
+        seen: &DetailsSeen,
+    ) -> Result<bool, ChainError> {
+        let extends = self.check_successor_held(next)?;
+        if extends {
+            for (poc, offered) in &next.entries {
+                let Some(&held_revision) = seen.0.get(poc) else {
+                    continue;
+                };
+                let offered_revision = offered.details.as_ref().map(|d| d.revision);
+                if offered_revision.is_none_or(|r| r < held_revision) {
+                    return Err(ChainError::DetailsRolledBack {
+                        sequence: next.sequence,
+                        poc: poc.clone(),
+                        held_revision,
+                        offered_revision,
+                    });
+                }
+            }
+        }
+        Ok(extends)
+    }
+
+    /// Rows 1 to 7 against `self` alone.
+    fn check_successor_held(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
         use std::cmp::Ordering;
         match next.sequence.cmp(&self.sequence) {
             Ordering::Less => Err(ChainError::Rollback {
@@ -656,6 +691,49 @@ impl VerifiedDirectory {
                 Ok(true)
             }
         }
+    }
+}
+
+/// The highest revision of State-signed details seen for each PoC in the
+/// snapshots a node adopted, kept by the node across restarts.
+///
+/// A snapshot is judged against the one held (SPEC 15.8), which no longer
+/// lists a PoC the manager removed; without this memory the manager could
+/// remove a PoC its State had revoked and list it again with older details,
+/// or none, lifting the revocation. With it, the PoC can come back only with
+/// details of at least the revision its State last signed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DetailsSeen(BTreeMap<PocId, u64>);
+
+impl DetailsSeen {
+    /// From `(PoC, revision)` pairs, e.g. as a node stored them; of
+    /// repeated PoCs the highest revision counts.
+    pub fn from_revisions(revisions: impl IntoIterator<Item = (PocId, u64)>) -> DetailsSeen {
+        let mut seen = DetailsSeen::default();
+        for (poc, revision) in revisions {
+            seen.raise(poc, revision);
+        }
+        seen
+    }
+
+    /// The PoCs and their highest revisions seen, by PoC id.
+    pub fn revisions(&self) -> impl Iterator<Item = (&PocId, u64)> {
+        self.0.iter().map(|(poc, revision)| (poc, *revision))
+    }
+
+    /// Remembers the details revisions `directory` lists (keeping higher
+    /// ones seen before).
+    pub fn remember(&mut self, directory: &VerifiedDirectory) {
+        for (poc, entry) in &directory.entries {
+            if let Some(details) = &entry.details {
+                self.raise(poc.clone(), details.revision);
+            }
+        }
+    }
+
+    fn raise(&mut self, poc: PocId, revision: u64) {
+        let held = self.0.entry(poc).or_insert(revision);
+        *held = (*held).max(revision);
     }
 }
 
@@ -900,6 +978,51 @@ mod tests {
         assert_eq!(revoked.check_successor(&same), Ok(true));
         let reinstated = listed(3, revoked.digest(), Some(revision(3, false)));
         assert_eq!(revoked.check_successor(&reinstated), Ok(true));
+
+        // Removed, then listed again: the snapshot held no longer lists
+        // EST.cert, so only what the node remembers keeps the revocation.
+        let removed = SignedSnapshot::sign(
+            &SnapshotBody {
+                sequence: 3,
+                previous: revoked.digest(),
+                issued_at: NOW,
+                states: world.enrolments(),
+                entries: vec![],
+            },
+            &world.manager,
+        )
+        .unwrap()
+        .verify(&world.manager.public())
+        .unwrap();
+        let mut seen = DetailsSeen::default();
+        for adopted in [&first, &revoked] {
+            seen.remember(adopted);
+        }
+        assert_eq!(revoked.check_successor_seen(&removed, &seen), Ok(true));
+        seen.remember(&removed);
+        assert_eq!(seen.revisions().collect::<Vec<_>>(), vec![(est.id(), 2)]);
+        for (offered, offered_revision) in [(None, None), (Some(revision(1, false)), Some(1))] {
+            let back = listed(4, removed.digest(), offered);
+            assert_eq!(
+                removed.check_successor(&back),
+                Ok(true),
+                "row 6 alone misses it"
+            );
+            assert_eq!(
+                removed.check_successor_seen(&back, &seen),
+                Err(ChainError::DetailsRolledBack {
+                    sequence: 4,
+                    poc: est.id().clone(),
+                    held_revision: 2,
+                    offered_revision,
+                })
+            );
+        }
+        let back = listed(4, removed.digest(), Some(revision(2, true)));
+        assert_eq!(removed.check_successor_seen(&back, &seen), Ok(true));
+        // What a node stored comes back the same.
+        let stored: Vec<_> = seen.revisions().map(|(p, r)| (p.clone(), r)).collect();
+        assert_eq!(DetailsSeen::from_revisions(stored), seen);
     }
 
     fn details(poc: &str, revoked: bool) -> EntryDetails {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use poc_control::{ApiError, DirectorySyncView};
 use poc_proto::directory::fetch::{self, FetchRequest};
-use poc_proto::directory::{ChainError, SignedSnapshot, VerifiedDirectory};
+use poc_proto::directory::{ChainError, DetailsSeen, SignedSnapshot, VerifiedDirectory};
 use poc_proto::keys::{IdentityPublicKey, ManagerPublicKey};
 use poc_proto::{Issuer, PocId, Role, StateCode};
 use poc_store::{NewEntry, RecordEvent};
@@ -29,6 +29,51 @@ use crate::node::{Node, now};
 
 const ALERTS_KEY: &str = "directory_alerts";
 const LAST_SYNC_KEY: &str = "directory_last_sync";
+/// [`DetailsSeen`], one `POC-ID REVISION` line per PoC.
+const DETAILS_SEEN_KEY: &str = "directory_details_seen";
+
+fn encode_seen(seen: &DetailsSeen) -> String {
+    seen.revisions()
+        .map(|(poc, revision)| format!("{poc} {revision}\n"))
+        .collect()
+}
+
+/// Reads what [`encode_seen`] wrote; a line that does not parse means the
+/// store was altered, which is reported rather than forgotten.
+fn decode_seen(text: &str) -> anyhow::Result<DetailsSeen> {
+    let pairs = text
+        .lines()
+        .map(|line| {
+            let (poc, revision) = line
+                .split_once(' ')
+                .ok_or_else(|| anyhow!("malformed line {line:?}"))?;
+            let poc = PocId::new(poc).map_err(|e| anyhow!("line {line:?}: {e}"))?;
+            let revision = revision
+                .parse()
+                .map_err(|e| anyhow!("line {line:?}: {e}"))?;
+            Ok((poc, revision))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(DetailsSeen::from_revisions(pairs))
+}
+
+/// The details revisions remembered from every snapshot adopted, and those
+/// of `held` (which a node that synced before this memory existed has not
+/// stored).
+async fn details_seen(node: &Node, held: &VerifiedDirectory) -> anyhow::Result<DetailsSeen> {
+    let stored = node
+        .db
+        .run(|tx| tx.setting_get(DETAILS_SEEN_KEY))
+        .await
+        .context("cannot read the directory details seen")?;
+    let mut seen = match stored {
+        Some(text) => decode_seen(&text)
+            .with_context(|| format!("the stored setting {DETAILS_SEEN_KEY} is damaged"))?,
+        None => DetailsSeen::default(),
+    };
+    seen.remember(held);
+    Ok(seen)
+}
 
 fn lock() -> &'static tokio::sync::Mutex<()> {
     static LOCK: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
@@ -399,6 +444,7 @@ async fn sync_locked(
             ));
         }
     };
+    let mut seen = details_seen(node, &held).await.map_err(fail)?;
     let own_state = state_of(node);
     let mut view = DirectorySyncView {
         from_sequence,
@@ -421,7 +467,7 @@ async fn sync_locked(
                 Some("the chain held is kept; tell the directory manager"),
             )
         })?;
-        match held.check_successor(&next) {
+        match held.check_successor_seen(&next, &seen) {
             Ok(false) => continue,
             Ok(true) => {}
             Err(e) => {
@@ -444,8 +490,13 @@ async fn sync_locked(
             }
         }
         let (seq, digest) = (next.sequence(), next.digest().0);
+        seen.remember(&next);
+        let remembered = encode_seen(&seen);
         node.db
-            .run(move |tx| tx.snapshot_put(seq, digest, &bytes))
+            .run(move |tx| {
+                tx.snapshot_put(seq, digest, &bytes)?;
+                tx.setting_put(DETAILS_SEEN_KEY, &remembered)
+            })
             .await
             .map_err(|e| ApiError::new(format!("cannot store snapshot {seq}: {e}"), None))?;
         for rejected in next.rejected() {
@@ -484,4 +535,26 @@ async fn sync_locked(
         node.forget_connection(id).await;
     }
     Ok(view)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn details_seen_are_stored_as_lines_and_damage_is_reported() {
+        let seen = DetailsSeen::from_revisions([
+            (PocId::new("FRA.cert").unwrap(), 3),
+            (PocId::new("EST.cert").unwrap(), 2),
+        ]);
+        let text = encode_seen(&seen);
+        assert_eq!(text, "EST.cert 2\nFRA.cert 3\n");
+        assert_eq!(decode_seen(&text).unwrap(), seen);
+        assert_eq!(decode_seen("").unwrap(), DetailsSeen::default());
+        for damaged in ["EST.cert", "EST.cert two", "not a poc 2"] {
+            let err = decode_seen(damaged).unwrap_err().to_string();
+            assert!(err.contains(damaged.split(' ').next().unwrap()), "{err}");
+        }
+    }
 }
