@@ -348,6 +348,7 @@ impl VerifiedCertificate {
     pub fn initial_prekey(&self) -> VerifiedPrekey {
         VerifiedPrekey {
             owner: self.body.poc_id.clone(),
+            certified_by: self.body.identity_key,
             prekey: self.body.prekey.clone(),
         }
     }
@@ -367,6 +368,7 @@ impl VerifiedCertificate {
         }
         Ok(VerifiedPrekey {
             owner: statement.owner,
+            certified_by: self.body.identity_key,
             prekey: statement.prekey,
         })
     }
@@ -474,6 +476,10 @@ impl SignedPrekey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedPrekey {
     owner: PocId,
+    /// The identity key of the certificate it was verified against: a PoC
+    /// id outlives a re-issued certificate, so the id alone does not tie
+    /// the prekey to the certificate a sender seals for.
+    certified_by: IdentityPublicKey,
     prekey: Prekey,
 }
 
@@ -481,6 +487,12 @@ impl VerifiedPrekey {
     /// The PoC the prekey belongs to.
     pub fn owner(&self) -> &PocId {
         &self.owner
+    }
+
+    /// The identity key of the certificate the prekey was verified
+    /// against (its own, or the one that signed it).
+    pub fn certified_by(&self) -> &IdentityPublicKey {
+        &self.certified_by
     }
 
     /// The prekey.

@@ -246,6 +246,12 @@ impl<'a> Sender<'a> {
                 target: recipient.poc_id().clone(),
             });
         }
+        if prekey.certified_by() != &recipient.body().identity_key {
+            return Err(SealError::PrekeyOfAnotherCertificate {
+                poc_id: recipient.poc_id().clone(),
+                prekey_id: prekey.prekey().id.0,
+            });
+        }
         if !prekey.prekey().is_valid_at(header.created_at) {
             return Err(SealError::PrekeyNotValid {
                 prekey_id: prekey.prekey().id.0,

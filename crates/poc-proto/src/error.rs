@@ -325,6 +325,18 @@ pub enum SealError {
     /// The identity or prekey secret does not match the public key it is paired with.
     #[error("the secret key does not match the certificate's public key")]
     KeyMismatch,
+    /// The prekey was verified against another certificate of the
+    /// recipient's PoC id (one it had before being re-issued, say), whose
+    /// identity key is not the one sealed for.
+    #[error(
+        "recipient prekey {prekey_id:016x} was certified by another key than {poc_id}'s certificate; sync the directory for a current one"
+    )]
+    PrekeyOfAnotherCertificate {
+        /// The recipient.
+        poc_id: PocId,
+        /// The prekey.
+        prekey_id: u64,
+    },
     /// The chosen prekey is not valid at the message's creation time.
     #[error(
         "recipient prekey {prekey_id:016x} is not valid at the message's creation time; sync the directory for a current one"

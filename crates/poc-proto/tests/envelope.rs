@@ -621,6 +621,44 @@ fn rotated_prekeys_are_signed_by_the_identity_key() {
 }
 
 #[test]
+fn a_prekey_of_a_certificate_since_re_issued_is_not_sealed_to() {
+    let world = World::new();
+    let est = world.poc("EST.cert");
+    let fra = world.poc("FRA.cert");
+    // FRA re-issues FRA.cert with a new identity key (the old one was
+    // compromised, say); same PoC id, same prekey.
+    let mut body = fra.certificate.body().clone();
+    body.identity_key = poc_proto::keys::IdentityKeyPair::from_secret_bytes(&[77; 32]).public();
+    let root = &world.roots[&poc_proto::StateCode::new("FRA").unwrap()];
+    let reissued = poc_proto::certificate::PocCertificate::issue_by_state(&body, root)
+        .unwrap()
+        .verify_by_state(&root.public())
+        .unwrap();
+    assert_eq!(reissued.poc_id(), fra.id());
+    let sender = Sender::new(&est.certificate, &est.identity).unwrap();
+    let msg = inquiry_message(&world, "EST.cert", "FRA.cert", 256);
+    let seal = |prekey: &poc_proto::certificate::VerifiedPrekey| {
+        sender.seal(
+            &msg,
+            &reissued,
+            prekey,
+            NOW.plus(Seconds::DAY),
+            EphemeralSecret::from_random_bytes([2; 32]),
+        )
+    };
+    // The prekey as verified under the old certificate names the same
+    // owner, but was certified by the old key.
+    let err = seal(&fra.prekey()).unwrap_err();
+    assert!(
+        matches!(err, SealError::PrekeyOfAnotherCertificate { prekey_id, ref poc_id }
+            if prekey_id == fra.prekey().prekey().id.0 && poc_id == fra.id()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("FRA.cert"), "{err}");
+    seal(&reissued.initial_prekey()).unwrap();
+}
+
+#[test]
 fn sealing_refuses_misuse_with_clear_errors() {
     let world = World::new();
     let est = world.poc("EST.cert");
