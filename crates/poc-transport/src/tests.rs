@@ -101,6 +101,12 @@ async fn raw_stream(conn: &Connection, bytes: &[u8], finish: bool) -> Result<Vec
     if finish {
         let _ = send.finish();
     }
+    answer_or_reset(&mut recv).await
+}
+
+/// What the server sent back on a stream (whole), or the code it reset
+/// the stream with.
+async fn answer_or_reset(recv: &mut quinn::RecvStream) -> Result<Vec<u8>, u64> {
     let outcome = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 20))
         .await
         .expect("the server neither answered nor reset the stream");
@@ -242,14 +248,10 @@ async fn trickle(
     if ok {
         let _ = send.finish();
     }
-    let outcome = tokio::time::timeout(Duration::from_secs(20), recv.read_to_end(1 << 20))
+    // The response frame's payload, after its length prefix.
+    answer_or_reset(&mut recv)
         .await
-        .expect("the server neither answered nor reset the stream");
-    match outcome {
-        Ok(bytes) => Ok(bytes.get(4..).unwrap_or_default().to_vec()),
-        Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code))) => Err(code.into_inner()),
-        Err(e) => panic!("unexpected {e:?}"),
-    }
+        .map(|frame| frame.get(4..).unwrap_or_default().to_vec())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
