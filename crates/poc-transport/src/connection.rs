@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use poc_proto::PocId;
 use poc_proto::keys::IdentityPublicKey;
@@ -152,10 +153,7 @@ impl Connection {
     pub async fn request(&self, payload: &[u8]) -> Result<Vec<u8>, TransportError> {
         let limits = &self.inner.limits;
         check_len(payload.len(), limits.max_frame)?;
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(limits.allowance(payload.len()))
-            .unwrap_or(now);
+        let deadline = after(Instant::now(), limits.allowance(payload.len()));
         let (mut send, mut recv) = match timeout_at(deadline, self.inner.conn.open_bi()).await {
             Err(_) => {
                 return Err(TransportError::Timeout {
@@ -323,7 +321,7 @@ async fn read_request(
     let mut send = Some(send);
     let frame = FrameRead {
         max: limits.max_frame,
-        deadline: Instant::now() + limits.stream_timeout,
+        deadline: after(Instant::now(), limits.stream_timeout),
         limits: &limits,
         during: "reading a request frame",
     };
@@ -394,6 +392,13 @@ async fn write_frame(send: &mut SendStream, payload: &[u8]) -> Result<(), Transp
         .map_err(|e| from_write_error(&e))
 }
 
+/// `start + time`; limits too large for the clock mean no limit in
+/// practice, so they saturate a century out instead of overflowing.
+fn after(start: Instant, time: Duration) -> Instant {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    start.checked_add(time.min(CENTURY)).unwrap_or(start)
+}
+
 /// One frame to read, and the time it has.
 struct FrameRead<'l> {
     /// Largest length accepted, checked before anything is allocated.
@@ -431,11 +436,7 @@ impl FrameRead<'_> {
                 max: u64::try_from(self.max).unwrap_or(u64::MAX),
             });
         }
-        // An overflow would mean limits beyond any real link: time out then.
-        let deadline = self
-            .deadline
-            .checked_add(self.limits.transfer_time(len))
-            .unwrap_or(self.deadline);
+        let deadline = after(self.deadline, self.limits.transfer_time(len));
         let body = async {
             let mut payload = Vec::with_capacity(len.min(INITIAL_FRAME_CAPACITY));
             while payload.len() < len {

@@ -287,6 +287,23 @@ async fn a_large_frame_on_a_slow_link_has_time_for_its_size_and_no_more() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_beyond_the_clock_mean_no_timeout_not_a_panic() {
+    let limits = Limits {
+        stream_timeout: Duration::MAX,
+        min_transfer_rate: 1,
+        ..Limits::default()
+    };
+    let (server, _errors) = echo_server(limits.clone());
+    let auth = authority(&[(&identity(1), "EST.cert")]);
+    let client = Endpoint::bind(localhost(), &identity(2), auth, ALPN_NODE, limits).unwrap();
+    let conn = client
+        .connect(server.local_addr().unwrap(), identity(1).public())
+        .await
+        .unwrap();
+    assert_eq!(conn.request(&[5; 4096]).await.unwrap(), vec![5; 4096]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_may_not_open_unidirectional_streams() {
     let (server, _errors) = echo_server(Limits::default());
     let conn = client(2, &server).await;
