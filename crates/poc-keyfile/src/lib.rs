@@ -191,16 +191,38 @@ fn render(
     field: &str,
     bytes: &[u8; 32],
 ) -> String {
-    let mut text = format!("{magic}\nkind: {kind}\n");
+    let mut head = format!("{magic}\nkind: {kind}\n");
     if let Some(label) = label {
-        text.push_str(&format!("label: {}\n", label.replace('\n', " ")));
+        head.push_str(&format!("label: {}\n", label.replace('\n', " ")));
     }
-    text.push_str(&format!("{field}: "));
-    let mut digits = Zeroizing::new(hex::encode(bytes));
-    text.push_str(&digits);
-    digits.zeroize();
+    head.push_str(&format!("{field}: "));
+    // One allocation of the exact size, made before the key goes in: a
+    // buffer grown after that would free a copy of the key that the
+    // caller's zeroize never reaches.
+    let mut text = String::with_capacity(head.len() + 2 * bytes.len() + 1);
+    text.push_str(&head);
+    let mut digits = Zeroizing::new([0u8; 64]);
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&hex_pair(*byte));
+    }
+    for &digit in digits.iter() {
+        text.push(char::from(digit));
+    }
     text.push('\n');
     text
+}
+
+/// The two lowercase hex digits of `byte`, computed without a table lookup
+/// (no indexing on secret bytes).
+fn hex_pair(byte: u8) -> [u8; 2] {
+    let digit = |nibble: u8| {
+        if nibble < 10 {
+            b'0' + nibble
+        } else {
+            b'a' + nibble - 10
+        }
+    };
+    [digit(byte >> 4), digit(byte & 0x0f)]
 }
 
 /// Creates `path` with `contents` and `mode`, durably: a temporary file in
@@ -393,6 +415,25 @@ mod tests {
             let err = read_secret(&path, KeyKind::Identity).unwrap_err();
             assert!(matches!(err, KeyFileError::Format { .. }), "{err}");
             assert!(err.to_string().contains("bad.key"));
+        }
+    }
+
+    #[test]
+    fn the_secret_text_is_built_in_one_allocation_of_its_exact_size() {
+        // Growing the buffer after the hex digits are in it would free a copy
+        // of them that no zeroize reaches (it happened for some label lengths).
+        for kind in [
+            KeyKind::Identity,
+            KeyKind::StateRoot,
+            KeyKind::Manager,
+            KeyKind::Prekey,
+        ] {
+            for n in 0..200 {
+                let label = "x".repeat(n);
+                let label = (n > 0).then_some(label.as_str());
+                let text = render(SECRET_MAGIC, kind, label, "secret", &[0xab; 32]);
+                assert_eq!(text.capacity(), text.len(), "{kind} label of {n} bytes");
+            }
         }
     }
 
