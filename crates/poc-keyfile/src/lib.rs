@@ -19,7 +19,7 @@
 #![forbid(unsafe_code)]
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -278,7 +278,8 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError
 
 /// Reads a secret key file, refusing one readable by group or others.
 pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileError> {
-    let meta = fs::metadata(path).map_err(io(path))?;
+    let (file, meta) = open_regular(path)?;
+    // Checked on the open file: what is read is what was checked.
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(KeyFileError::Permissions {
@@ -286,7 +287,7 @@ pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileE
             mode,
         });
     }
-    let bytes = Zeroizing::new(fs::read(path).map_err(io(path))?);
+    let bytes = read_bounded(path, file)?;
     let (kind, label, secret) = parse(path, &bytes, SECRET_MAGIC, "secret")?;
     if kind != expected {
         return Err(KeyFileError::WrongKind {
@@ -304,7 +305,8 @@ pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileE
 
 /// Reads a public key file.
 pub fn read_public(path: &Path, expected: KeyKind) -> Result<PublicKey, KeyFileError> {
-    let bytes = fs::read(path).map_err(io(path))?;
+    let (file, _) = open_regular(path)?;
+    let bytes = read_bounded(path, file)?;
     let (kind, label, public) = parse(path, &bytes, PUBLIC_MAGIC, "public")?;
     if kind != expected {
         return Err(KeyFileError::WrongKind {
@@ -320,6 +322,38 @@ pub fn read_public(path: &Path, expected: KeyKind) -> Result<PublicKey, KeyFileE
     })
 }
 
+/// The largest key file accepted.
+const MAX_FILE_LEN: usize = 4096;
+
+/// Opens `path` (symlinks followed) if it is a regular file, with the
+/// metadata of the file actually opened.
+fn open_regular(path: &Path) -> Result<(fs::File, fs::Metadata), KeyFileError> {
+    let not_regular = || KeyFileError::Format {
+        path: path.to_owned(),
+        reason: "not a regular file".into(),
+    };
+    // Checked before opening too: opening a FIFO would block.
+    if !fs::metadata(path).map_err(io(path))?.is_file() {
+        return Err(not_regular());
+    }
+    let file = fs::File::open(path).map_err(io(path))?;
+    let meta = file.metadata().map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    Ok((file, meta))
+}
+
+/// Reads at most one byte more than [`MAX_FILE_LEN`] into a buffer that is
+/// zeroized on drop and never grows (so leaves no copy behind).
+fn read_bounded(path: &Path, file: fs::File) -> Result<Zeroizing<Vec<u8>>, KeyFileError> {
+    let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_FILE_LEN + 1));
+    file.take(u64::try_from(MAX_FILE_LEN + 1).unwrap_or(u64::MAX))
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    Ok(bytes)
+}
+
 /// A parsed key file: kind, label, key bytes.
 type Parsed = (KeyKind, Option<String>, Zeroizing<[u8; 32]>);
 
@@ -328,7 +362,7 @@ fn parse(path: &Path, bytes: &[u8], magic: &str, field: &str) -> Result<Parsed, 
         path: path.to_owned(),
         reason: reason.to_owned(),
     };
-    if bytes.len() > 4096 {
+    if bytes.len() > MAX_FILE_LEN {
         return Err(format("larger than any key file"));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| format("not UTF-8 text"))?;
@@ -408,9 +442,10 @@ mod tests {
             "nonsense\n",
             "pocnet-secret-key v1\nkind: identity\nsecret: abc\n",
             "pocnet-secret-key v1\nsecret: 00\n",
+            &format!("pocnet-secret-key v1\n{}", "# padding\n".repeat(1000)),
         ] {
             let _ = fs::remove_file(&path);
-            fs::write(&path, contents).unwrap();
+            fs::write(&path, contents.as_bytes()).unwrap();
             fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
             let err = read_secret(&path, KeyKind::Identity).unwrap_err();
             assert!(matches!(err, KeyFileError::Format { .. }), "{err}");
@@ -435,6 +470,23 @@ mod tests {
                 assert_eq!(text.capacity(), text.len(), "{kind} label of {n} bytes");
             }
         }
+    }
+
+    #[test]
+    fn a_key_path_that_is_not_a_regular_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.key");
+        fs::create_dir(&path).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        let err = read_secret(&path, KeyKind::Identity).unwrap_err();
+        assert!(matches!(err, KeyFileError::Format { .. }), "{err}");
+        assert!(
+            err.to_string().contains("id.key") && err.to_string().contains("not a regular file"),
+            "{err}"
+        );
+        // A device never ends: it is refused before a byte is read.
+        let err = read_public(Path::new("/dev/zero"), KeyKind::StateRoot).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]
