@@ -13,9 +13,10 @@
 //!
 //! Secret files are created with mode 0600 (never group- or world-readable),
 //! written and synced before they become visible (write to a temporary name,
-//! fsync, rename), refused on read if anyone but the owner can read them, and
-//! every buffer that held the secret is zeroized. Public key files have the
-//! same shape with `pocnet-public-key v1` and `public:`.
+//! fsync, link into place), refused on read if anyone but the owner can read
+//! them or another account owns them, and every buffer that held the secret
+//! is zeroized. Public key files have the same shape with
+//! `pocnet-public-key v1` and `public:`.
 #![forbid(unsafe_code)]
 
 use std::fs::{self, OpenOptions};
@@ -95,6 +96,19 @@ pub enum KeyFileError {
         path: PathBuf,
         /// Its mode bits.
         mode: u32,
+    },
+    /// A secret key file belongs to another account, which can read or
+    /// replace it whatever its mode.
+    #[error(
+        "key file {path} belongs to user id {owner}, not to user id {euid} that reads it, so that account can read or replace the key; `chown` it to this account and check who may have copied it"
+    )]
+    Owner {
+        /// The file.
+        path: PathBuf,
+        /// The file's owner.
+        owner: u32,
+        /// The effective user id of this process.
+        euid: u32,
     },
     /// The file is not a pocnet key file of the expected form.
     #[error("key file {path} is not a valid pocnet key file: {reason}")]
@@ -287,6 +301,7 @@ pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileE
             mode,
         });
     }
+    check_owner(path, &meta, rustix::process::geteuid().as_raw())?;
     let bytes = read_bounded(path, file)?;
     let (kind, label, secret) = parse(path, &bytes, SECRET_MAGIC, "secret")?;
     if kind != expected {
@@ -301,6 +316,20 @@ pub fn read_secret(path: &Path, expected: KeyKind) -> Result<SecretKey, KeyFileE
         label,
         secret,
     })
+}
+
+/// Refuses a secret key file not owned by `euid`: its owner can read or
+/// replace it, and a process running as root would otherwise accept it.
+fn check_owner(path: &Path, meta: &fs::Metadata, euid: u32) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() != euid {
+        return Err(KeyFileError::Owner {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            euid,
+        });
+    }
+    Ok(())
 }
 
 /// Reads a public key file.
@@ -487,6 +516,39 @@ mod tests {
         // A device never ends: it is refused before a byte is read.
         let err = read_public(Path::new("/dev/zero"), KeyKind::StateRoot).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_owned_by_another_account_is_refused() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.key");
+        write_secret(&path, KeyKind::Identity, None, &[3; 32]).unwrap();
+        // Running as root (as a daemon may): hand the file to `nobody`,
+        // who can then read and replace the key although it is 0600.
+        match std::os::unix::fs::chown(&path, Some(65534), None) {
+            Ok(()) => {
+                let err = read_secret(&path, KeyKind::Identity).unwrap_err();
+                assert!(
+                    matches!(err, KeyFileError::Owner { owner: 65534, .. }),
+                    "{err}"
+                );
+                assert!(
+                    err.to_string().contains("id.key") && err.to_string().contains("chown"),
+                    "{err}"
+                );
+            }
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}"),
+        }
+        // Without root, the same check against another effective user id.
+        let meta = fs::metadata(&path).unwrap();
+        let other = meta.uid().wrapping_add(1);
+        let err = check_owner(&path, &meta, other).unwrap_err();
+        assert!(
+            matches!(err, KeyFileError::Owner { euid, .. } if euid == other),
+            "{err}"
+        );
+        check_owner(&path, &meta, meta.uid()).unwrap();
     }
 
     #[test]
