@@ -552,6 +552,31 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_symlink_is_never_followed_when_a_key_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        let path = dir.path().join("id.key");
+        // At the key's own path, to an existing file and dangling.
+        for target in [victim.clone(), dir.path().join("nowhere")] {
+            let _ = fs::remove_file(&path);
+            std::os::unix::fs::symlink(&target, &path).unwrap();
+            let err = write_secret(&path, KeyKind::Identity, None, &[5; 32]).unwrap_err();
+            assert!(matches!(err, KeyFileError::Exists { .. }), "{err}");
+        }
+        assert!(!dir.path().join("nowhere").exists());
+        // At the temporary name the secret is first written to.
+        fs::remove_file(&path).unwrap();
+        let tmp = dir
+            .path()
+            .join(format!(".id.key.tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        assert!(write_secret(&path, KeyKind::Identity, None, &[5; 32]).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn public_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("root.pub");
