@@ -51,6 +51,7 @@ use poc_proto::keys::{IdentityKeyPair, IdentityPublicKey, ManagerKeyPair, Prekey
 use poc_proto::{Issuer, PocId, Role, Seconds};
 use poc_transport::{Endpoint, Limits, PeerAuthority};
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use crate::clock;
 use crate::rng::OsRandom;
@@ -224,15 +225,20 @@ impl std::fmt::Debug for ManagerSide {
     }
 }
 
-fn secret_file(path: &Path, kind: poc_keyfile::KeyKind, label: &str) -> anyhow::Result<[u8; 32]> {
+/// The secret in a key file, created with a random one on first use. Every
+/// copy of the secret is zeroized when dropped.
+fn secret_file(
+    path: &Path,
+    kind: poc_keyfile::KeyKind,
+    label: &str,
+) -> anyhow::Result<Zeroizing<[u8; 32]>> {
     if !path.exists() {
-        let mut seed = [0u8; 32];
-        poc_proto::keys::RandomSource::fill(&mut OsRandom::new(), &mut seed);
+        let mut seed = Zeroizing::new([0u8; 32]);
+        poc_proto::keys::RandomSource::fill(&mut OsRandom::new(), seed.as_mut());
         poc_keyfile::write_secret(path, kind, Some(label), &seed)
             .with_context(|| format!("cannot create {}", path.display()))?;
     }
-    let file = poc_keyfile::read_secret(path, kind)?;
-    Ok(*file.secret)
+    Ok(poc_keyfile::read_secret(path, kind)?.secret)
 }
 
 /// Opens the data directory and the database, loads (creating on first
@@ -249,12 +255,12 @@ pub fn open(config: &ServiceConfig) -> anyhow::Result<(ServiceDb, ManagerSide)> 
             .with_context(|| format!("cannot create {}", config.service.data_dir.display()))?;
     }
     let manager = crate::manager::load_secret(&config.service.manager_key)?;
-    let identity = IdentityKeyPair::from_secret_bytes(&secret_file(
+    let identity = IdentityKeyPair::from_secret_bytes(&*secret_file(
         &config.service.data_dir.join("ping-identity.key"),
         poc_keyfile::KeyKind::Identity,
         &config.service.ping_poc_id,
     )?);
-    let prekey = PrekeySecret::from_secret_bytes(&secret_file(
+    let prekey = PrekeySecret::from_secret_bytes(&*secret_file(
         &config.service.data_dir.join("ping-prekey.key"),
         poc_keyfile::KeyKind::Prekey,
         &config.service.ping_poc_id,
