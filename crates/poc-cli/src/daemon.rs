@@ -5,8 +5,8 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use poc_control::{
-    Client, ClientError, DirectoryPoc, OutboxView, RecordVerifyView, Request, SendAccepted,
-    SendRequest, StatusView, ThreadSummary, ThreadView,
+    Client, ClientError, DirectoryPoc, OutboxView, RecordEntryView, RecordProblemView,
+    RecordVerifyView, Request, SendAccepted, SendRequest, StatusView, ThreadSummary, ThreadView,
 };
 use poc_proto::message::{
     Attachment, ChannelAgreement, Close, CloseReason, ExerciseId, FollowUp, Handling, Indicator,
@@ -596,17 +596,59 @@ pub(crate) fn show(connection: &Connection, thread: &ThreadRef, json: bool) -> a
     Ok(0)
 }
 
-/// `poc record verify`: exit code 1 when the record is damaged.
-pub(crate) fn record_verify(connection: &Connection, json: bool) -> anyhow::Result<u8> {
+/// `poc record verify`: exit code 1 when the record is damaged or does not
+/// hold the anchored entry.
+pub(crate) fn record_verify(
+    connection: &Connection,
+    json: bool,
+    anchor: Option<&parse::RecordAnchor>,
+) -> anyhow::Result<u8> {
     let mut daemon = Daemon::connect(connection)?;
-    let value = daemon.value(&Request::RecordVerify)?;
-    let view: RecordVerifyView = decode(value.clone())?;
+    let mut value = daemon.value(&Request::RecordVerify)?;
+    let mut view: RecordVerifyView = decode(value.clone())?;
+    if let Some(anchor) = anchor
+        && let Some(problem) = check_anchor(&mut daemon, anchor)?
+    {
+        view.problems.push(problem);
+        value = serde_json::to_value(&view)?;
+    }
     if json {
         emit(&pretty(&value)?)?;
     } else {
         emit(&render::record_verify(&view))?;
     }
     Ok(if view.problems.is_empty() { 0 } else { 1 })
+}
+
+/// The problem, if the record does not hold `anchor`'s entry with its hash.
+/// The chain alone cannot show a record cut back with its head row
+/// rewritten to match; an entry noted outside the node can.
+fn check_anchor(
+    daemon: &mut Daemon,
+    anchor: &parse::RecordAnchor,
+) -> anyhow::Result<Option<RecordProblemView>> {
+    let page: Vec<RecordEntryView> = daemon.typed(&Request::RecordExport {
+        after_seq: anchor.seq - 1,
+        limit: 1,
+    })?;
+    let detail = match page.first() {
+        Some(entry) if entry.seq == anchor.seq => {
+            if entry.entry_hash.eq_ignore_ascii_case(&anchor.entry_hash) {
+                return Ok(None);
+            }
+            format!(
+                "the entry's hash is {}, not the anchored {}: the record was rewritten from this entry or an earlier one",
+                entry.entry_hash, anchor.entry_hash
+            )
+        }
+        _ => "the anchored entry is gone: entries were deleted and the head rewritten to hide it"
+            .to_owned(),
+    };
+    Ok(Some(RecordProblemView {
+        seq: anchor.seq,
+        kind: "anchor mismatch".into(),
+        detail,
+    }))
 }
 
 /// `poc record export`: every entry as one JSON line.

@@ -129,12 +129,25 @@ enum StateCommand {
 #[derive(Debug, Subcommand)]
 enum RecordCommand {
     /// Check the record's hash chain (exit code 1 if any entry is damaged).
-    Verify(JsonFlag),
+    Verify(VerifyArgs),
     /// Every record entry as JSON lines on standard output.
     Export,
     /// Print record entries as they are committed, one line each, until
     /// interrupted (Ctrl-C); exits with an error if pocd goes away.
     Follow(FollowArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// Also check that the record still holds this entry, as noted earlier
+    /// and kept outside the node (an intact record's head is entry #N, N
+    /// its number of entries): shows a record whose tail was deleted and
+    /// head rewritten, which the chain alone cannot.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = parse::record_anchor)]
+    anchor: Option<parse::RecordAnchor>,
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -525,7 +538,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             daemon::close(&connection, &a.thread, a.reason, a.note, a.lang, a.json)
         }
         Command::Record { command } => match command {
-            RecordCommand::Verify(f) => daemon::record_verify(&connection, f.json),
+            RecordCommand::Verify(a) => {
+                daemon::record_verify(&connection, a.json, a.anchor.as_ref())
+            }
             RecordCommand::Export => daemon::record_export(&connection),
             RecordCommand::Follow(a) => record_follow::follow(&connection, a.after, a.json),
         },

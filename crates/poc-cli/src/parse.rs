@@ -556,6 +556,33 @@ pub(crate) fn poc_id(text: &str) -> Result<PocId, String> {
     PocId::new(text.trim()).map_err(|e| e.to_string())
 }
 
+/// A record entry noted outside the node: its seq and entry hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordAnchor {
+    /// The entry's seq (from 1).
+    pub(crate) seq: u64,
+    /// Its entry hash, 64 lower-case hex digits.
+    pub(crate) entry_hash: String,
+}
+
+/// `SEQ:HASH`, as `poc record verify` prints a head (`N:HASH`).
+pub(crate) fn record_anchor(text: &str) -> Result<RecordAnchor, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not SEQ:HASH (an entry number from 1, a colon and its 64-hex-digit entry hash)"
+        )
+    };
+    let (seq, hash) = text.trim().split_once(':').ok_or_else(bad)?;
+    let seq: u64 = seq.parse().map_err(|_| bad())?;
+    if seq == 0 || hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok(RecordAnchor {
+        seq,
+        entry_hash: hash.to_ascii_lowercase(),
+    })
+}
+
 /// A thread reference: a full 32-hex id or a prefix of at least 6 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ThreadRef {

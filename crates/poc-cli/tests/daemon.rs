@@ -692,6 +692,79 @@ fn record_verify_exit_codes() {
 }
 
 #[test]
+fn record_verify_checks_an_anchored_entry() {
+    // The record as a node holds it after its last 4 entries were deleted
+    // and its head row rewritten to entry #5: the chain checks out (the
+    // stand-in reports no problem), only an anchor kept elsewhere shows it.
+    let hash_of = |seq: u64| format!("{seq:064x}");
+    let pocd = FakePocd::start(move |request| match request {
+        Request::RecordVerify => ok(RecordVerifyView {
+            entries: 5,
+            head_hash: hash_of(5),
+            problems: vec![],
+        }),
+        Request::RecordExport { after_seq, limit } => ok((after_seq + 1..=5)
+            .take(*limit as usize)
+            .map(|seq| RecordEntryView {
+                seq,
+                at: Timestamp(seq),
+                event: "note".into(),
+                peer: None,
+                message_id: None,
+                thread_id: None,
+                kind: None,
+                exercise: None,
+                detail: None,
+                envelope_hex: None,
+                content_hex: None,
+                entry_hash: hash_of(seq),
+            })
+            .collect::<Vec<_>>()),
+        _ => Response::Error(ApiError::new("unexpected", None)),
+    });
+    // An anchor the record still holds (hex in any case).
+    let anchor = format!("4:{}", hash_of(4).to_uppercase());
+    let out = pocd.poc(&["record", "verify", "--anchor", &anchor]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("record intact"),
+        "{}",
+        text(&out.stdout)
+    );
+    // The anchor taken before the tail was cut: entry #9 is gone.
+    let out = pocd.poc(&["record", "verify", "--anchor", &format!("9:{}", hash_of(9))]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("RECORD DAMAGED"), "{stdout}");
+    assert!(stdout.contains("entry seq 9: anchor mismatch"), "{stdout}");
+    // An entry at the anchored seq with another hash: rewritten.
+    let out = pocd.poc(&[
+        "record",
+        "verify",
+        "--json",
+        "--anchor",
+        &format!("3:{}", "ee".repeat(32)),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: RecordVerifyView = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json.problems.len(), 1);
+    assert_eq!(
+        (json.problems[0].seq, json.problems[0].kind.as_str()),
+        (3, "anchor mismatch")
+    );
+    // A malformed anchor is a usage error naming the expected form.
+    for bad in ["9", "0:00", &format!("x:{}", hash_of(1)), "2:abc"] {
+        let out = pocd.poc(&["record", "verify", "--anchor", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            text(&out.stderr).contains("SEQ:HASH"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[test]
 fn record_export_pages_until_empty() {
     // The stand-in answers at most two entries per page, out of five.
     let pocd = FakePocd::start(|request| match request {

@@ -714,3 +714,32 @@ fn a_record_with_many_moved_entries_is_verified_with_a_bounded_search() {
         "{moved:?}"
     );
 }
+
+#[test]
+fn a_cut_back_tail_with_a_rewritten_head_is_shown_only_by_an_anchor() {
+    // The chain's limit (THREAT_MODEL N6): delete the last entries and
+    // rewrite the head row to the new last one, and the record verifies
+    // clean. An entry noted outside the node earlier (`poc record verify
+    // --anchor SEQ:HASH` reads it back) is gone, or differs once the node
+    // appends again.
+    let (_dir, path, mut store) = temp_store();
+    append_samples(&mut store, 6);
+    let anchor = store.read(|r| r.record_head()).unwrap().unwrap();
+    drop(store);
+    tamper_sql(
+        &path,
+        "DELETE FROM record WHERE seq > 4;
+         UPDATE record_head SET seq = 4, entry_hash = (SELECT entry_hash FROM record WHERE seq = 4);",
+    );
+    assert!(verify_file(&path).is_empty());
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.read(|r| r.record_get(anchor.seq)).unwrap(), None);
+    store
+        .transaction(|tx| {
+            tx.record_append(sample_entry(9, RecordEvent::Sent))?;
+            tx.record_append(sample_entry(10, RecordEvent::Sent))
+        })
+        .unwrap();
+    let again = store.read(|r| r.record_get(anchor.seq)).unwrap().unwrap();
+    assert_ne!(again.entry_hash, anchor.entry_hash);
+}
