@@ -408,13 +408,19 @@ fn parse(path: &Path, bytes: &[u8], magic: &str, field: &str) -> Result<Parsed, 
         let (key, val) = line
             .split_once(':')
             .ok_or_else(|| format("a line is not `key: value`"))?;
-        match key.trim() {
-            "kind" => {
-                kind = Some(KeyKind::parse(val.trim()).ok_or_else(|| format("unknown key kind"))?)
-            }
-            "label" => label = Some(val.trim().to_owned()),
-            k if k == field => value = Some(Zeroizing::new(val.trim().to_owned())),
+        let key = key.trim();
+        let twice = match key {
+            "kind" => kind
+                .replace(KeyKind::parse(val.trim()).ok_or_else(|| format("unknown key kind"))?)
+                .is_some(),
+            "label" => label.replace(val.trim().to_owned()).is_some(),
+            k if k == field => value
+                .replace(Zeroizing::new(val.trim().to_owned()))
+                .is_some(),
             _ => return Err(format("unknown field")),
+        };
+        if twice {
+            return Err(format(&format!("`{key}:` is given more than once")));
         }
     }
     let kind = kind.ok_or_else(|| format("no `kind:` line"))?;
@@ -574,6 +580,31 @@ mod tests {
         assert!(write_secret(&path, KeyKind::Identity, None, &[5; 32]).is_err());
         assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused() {
+        // Which of two `secret:` lines is the key? Neither is guessed.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twice.key");
+        let secret = format!("secret: {}\n", "11".repeat(32));
+        for contents in [
+            format!(
+                "{SECRET_MAGIC}\nkind: identity\n{secret}secret: {}\n",
+                "22".repeat(32)
+            ),
+            format!("{SECRET_MAGIC}\nkind: prekey\nkind: identity\n{secret}"),
+            format!("{SECRET_MAGIC}\nkind: identity\nlabel: a\nlabel: b\n{secret}"),
+        ] {
+            let _ = fs::remove_file(&path);
+            fs::write(&path, &contents).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+            let err = read_secret(&path, KeyKind::Identity).unwrap_err();
+            assert!(
+                err.to_string().contains("more than once"),
+                "{contents}: {err}"
+            );
+        }
     }
 
     #[test]
