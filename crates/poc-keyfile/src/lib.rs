@@ -16,7 +16,9 @@
 //! fsync, link into place), refused on read if anyone but the owner can read
 //! them or another account owns them, and every buffer that held the secret
 //! is zeroized. Public key files have the same shape with
-//! `pocnet-public-key v1` and `public:`.
+//! `pocnet-public-key v1` and `public:`; they are trust anchors, so one that
+//! group, others or another account than the reader or root can rewrite is
+//! refused.
 #![forbid(unsafe_code)]
 
 use std::fs::{self, OpenOptions};
@@ -109,6 +111,16 @@ pub enum KeyFileError {
         owner: u32,
         /// The effective user id of this process.
         euid: u32,
+    },
+    /// A public key file (a trust anchor) is writable by group or others.
+    #[error(
+        "key file {path} can be rewritten by others (mode {mode:04o}), and it says which key to trust; run `chmod 644 {path}` and check that it still holds the key you were given"
+    )]
+    Writable {
+        /// The file.
+        path: PathBuf,
+        /// Its mode bits.
+        mode: u32,
     },
     /// The file is not a pocnet key file of the expected form.
     #[error("key file {path} is not a valid pocnet key file: {reason}")]
@@ -332,9 +344,24 @@ fn check_owner(path: &Path, meta: &fs::Metadata, euid: u32) -> Result<(), KeyFil
     Ok(())
 }
 
-/// Reads a public key file.
+/// Reads a public key file, refusing one that group, others or another
+/// account than this one or root can rewrite: it says which key to trust.
 pub fn read_public(path: &Path, expected: KeyKind) -> Result<PublicKey, KeyFileError> {
-    let (file, _) = open_regular(path)?;
+    let (file, meta) = open_regular(path)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(KeyFileError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Root can rewrite any file anyway; a root-owned anchor is fine.
+        if meta.uid() != 0 {
+            check_owner(path, &meta, rustix::process::geteuid().as_raw())?;
+        }
+    }
     let bytes = read_bounded(path, file)?;
     let (kind, label, public) = parse(path, &bytes, PUBLIC_MAGIC, "public")?;
     if kind != expected {
@@ -603,6 +630,36 @@ mod tests {
             assert!(
                 err.to_string().contains("more than once"),
                 "{contents}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_public_key_file_others_can_rewrite_is_refused() {
+        // A public key file is a trust anchor (the directory manager's key,
+        // a State's root): whoever can rewrite it chooses what is trusted.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manager.pub");
+        write_public(&path, KeyKind::Manager, None, &[4; 32]).unwrap();
+        for mode in [0o664, 0o646] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = read_public(&path, KeyKind::Manager).unwrap_err();
+            assert!(
+                err.to_string().contains("manager.pub") && err.to_string().contains("chmod 644"),
+                "{err}"
+            );
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o444)).unwrap();
+        assert_eq!(
+            read_public(&path, KeyKind::Manager).unwrap().public,
+            [4; 32]
+        );
+        // Owned by another account (not root), it is refused too.
+        if std::os::unix::fs::chown(&path, Some(65534), None).is_ok() {
+            let err = read_public(&path, KeyKind::Manager).unwrap_err();
+            assert!(
+                matches!(err, KeyFileError::Owner { owner: 65534, .. }),
+                "{err}"
             );
         }
     }
