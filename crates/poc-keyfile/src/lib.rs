@@ -268,17 +268,29 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyFileError
         path: path.to_owned(),
         reason: "not a file name".into(),
     })?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
+    // A name of this process's own; one left by a crash (or planted) is
+    // never opened (create_new does not follow or reuse anything), only
+    // passed over for the next.
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".{}.tmp{}-{attempt}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)
+        {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 15 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(io(&tmp)(e)),
+        }
+    };
     let written = file.write_all(contents).and_then(|()| file.sync_all());
     drop(file);
     let linked = written.and_then(|()| fs::hard_link(&tmp, path));
@@ -598,15 +610,39 @@ mod tests {
             assert!(matches!(err, KeyFileError::Exists { .. }), "{err}");
         }
         assert!(!dir.path().join("nowhere").exists());
-        // At the temporary name the secret is first written to.
+        // At the temporary name the secret is first written to: passed
+        // over, not followed, and the key is written under the next name.
         fs::remove_file(&path).unwrap();
         let tmp = dir
             .path()
-            .join(format!(".id.key.tmp{}", std::process::id()));
+            .join(format!(".id.key.tmp{}-0", std::process::id()));
         std::os::unix::fs::symlink(&victim, &tmp).unwrap();
-        assert!(write_secret(&path, KeyKind::Identity, None, &[5; 32]).is_err());
+        write_secret(&path, KeyKind::Identity, None, &[5; 32]).unwrap();
         assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
-        assert!(!path.exists());
+        assert_eq!(
+            *read_secret(&path, KeyKind::Identity).unwrap().secret,
+            [5; 32]
+        );
+        assert!(fs::symlink_metadata(&tmp).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn a_temporary_file_left_by_a_crash_does_not_block_the_next_key() {
+        // A crash between creating the temporary file and removing it
+        // leaves it behind; a later run with the same process id used to
+        // fail on it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("id.key");
+        let left = dir
+            .path()
+            .join(format!(".id.key.tmp{}-0", std::process::id()));
+        fs::write(&left, "left by a crash").unwrap();
+        write_secret(&path, KeyKind::Identity, None, &[6; 32]).unwrap();
+        assert_eq!(
+            *read_secret(&path, KeyKind::Identity).unwrap().secret,
+            [6; 32]
+        );
+        assert_eq!(fs::read_to_string(&left).unwrap(), "left by a crash");
     }
 
     #[test]
