@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{Net, report_target};
 use poc_control::{
     DirectoryEntryView, DirectoryStatusView, DirectorySyncView, OutboxView, PingView, Request,
@@ -21,7 +23,7 @@ use poc_proto::directory::{
 use poc_proto::keys::{IdentityKeyPair, StateRootKeyPair};
 use poc_proto::message::{Handling, Inquiry, Language, Text};
 use poc_proto::{Body, PocId, Role};
-use poc_testnet::{built_binary, eventually, seed, state_of, state_root};
+use poc_testnet::{built_binary, eventually, eventually_within, seed, state_of, state_root};
 
 const EN: &[Language] = &[Language::English];
 const FR: &[Language] = &[Language::French, Language::English];
@@ -1036,20 +1038,28 @@ fn a_reply_that_cannot_reach_the_service_goes_through_the_relay_and_is_counted()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eventually("the reply deposited at the relay", || {
-        let outbox: serde_json::Value = net.call("FRA.cert", &Request::Outbox);
-        outbox
-            .as_array()?
-            .iter()
-            .any(|e| {
-                e["kind"] == "ping reply"
-                    && e["status"] == "delivered"
-                    && e["delivered_via"]
-                        .as_str()
-                        .is_some_and(|v| v.contains("relay-un"))
-            })
-            .then_some(())
-    });
+    // A killed service sends no close, and FRA.cert's node still holds a
+    // connection to it: the reply goes to the relay once its request there
+    // has timed out (the transport's 30 s; 30.06 s measured), so this step
+    // must outwait that rather than race it with the usual 30 s.
+    eventually_within(
+        Duration::from_secs(90),
+        "the reply deposited at the relay",
+        || {
+            let outbox: serde_json::Value = net.call("FRA.cert", &Request::Outbox);
+            outbox
+                .as_array()?
+                .iter()
+                .any(|e| {
+                    e["kind"] == "ping reply"
+                        && e["status"] == "delivered"
+                        && e["delivered_via"]
+                            .as_str()
+                            .is_some_and(|v| v.contains("relay-un"))
+                })
+                .then_some(())
+        },
+    );
     // Back up, the service takes its mail from the relay and counts the
     // reply; the mailbox is emptied.
     net.start_service();

@@ -42,5 +42,5 @@ pub use directory::{write_directory, write_manager_public_key};
 pub use error::Error;
 pub use keys::{manager_key, seed, state_of, state_root, try_state_of};
 pub use poc::{NodeDir, PocSetup};
-pub use poll::eventually;
+pub use poll::{eventually, eventually_within};
 pub use ports::{free_tcp_port, free_udp_port, try_free_tcp_port, try_free_udp_port};
