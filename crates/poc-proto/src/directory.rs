@@ -630,10 +630,14 @@ impl VerifiedDirectory {
         next: &VerifiedDirectory,
         seen: &DetailsSeen,
     ) -> Result<bool, ChainError> {
-        let extends = self.check_successor_held(next)?;
+        let extends = self.check_link(next)?;
         if extends {
+            // Row 6: the highest revision of each PoC's details held now or
+            // seen before, whichever is higher, must not be undone.
             for (poc, offered) in &next.entries {
-                let Some(&held_revision) = seen.0.get(poc) else {
+                let held_now = self.entries.get(poc).and_then(|e| e.details.as_ref());
+                let seen_before = seen.0.get(poc).copied();
+                let Some(held_revision) = held_now.map(|d| d.revision).max(seen_before) else {
                     continue;
                 };
                 let offered_revision = offered.details.as_ref().map(|d| d.revision);
@@ -650,8 +654,8 @@ impl VerifiedDirectory {
         Ok(extends)
     }
 
-    /// Rows 1 to 7 against `self` alone.
-    fn check_successor_held(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
+    /// Rows 1 to 5 and 7 (row 6 is judged by the caller).
+    fn check_link(&self, next: &VerifiedDirectory) -> Result<bool, ChainError> {
         use std::cmp::Ordering;
         match next.sequence.cmp(&self.sequence) {
             Ordering::Less => Err(ChainError::Rollback {
@@ -673,23 +677,7 @@ impl VerifiedDirectory {
                 offered: next.previous,
                 expected: self.digest,
             }),
-            Ordering::Greater => {
-                for (poc, held) in &self.entries {
-                    let (Some(held), Some(offered)) = (&held.details, next.entries.get(poc)) else {
-                        continue;
-                    };
-                    let offered_revision = offered.details.as_ref().map(|d| d.revision);
-                    if offered_revision.is_none_or(|r| r < held.revision) {
-                        return Err(ChainError::DetailsRolledBack {
-                            sequence: next.sequence,
-                            poc: poc.clone(),
-                            held_revision: held.revision,
-                            offered_revision,
-                        });
-                    }
-                }
-                Ok(true)
-            }
+            Ordering::Greater => Ok(true),
         }
     }
 }
