@@ -47,7 +47,7 @@ use poc_proto::keys::IdentityKeyPair;
 use poc_proto::testkit::World;
 use poc_proto::{PocId, Timestamp};
 use poc_relay::client::{RelayClient, RelayPins, bind_endpoint};
-use poc_relay::store::{MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore};
+use poc_relay::store::{LogStore, MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore};
 use poc_transport::{ALPN_NODE, Endpoint, Limits, PeerAuthority};
 use serde::Serialize;
 use stats::Summary;
@@ -80,9 +80,10 @@ struct Args {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
-    /// Relay storage: `sqlite` (durable, the measured configuration) or
-    /// `memory` (to see what durability costs).
-    #[arg(long, default_value = "sqlite")]
+    /// Relay storage: `log` (durable, the relay's default and the measured
+    /// configuration), `sqlite` (durable) or `memory` (to see what
+    /// durability costs).
+    #[arg(long, default_value = "log")]
     storage: String,
     /// Keep the temporary directory (relay store, log, config).
     #[arg(long)]
@@ -285,8 +286,8 @@ fn start_relay(
     storage: &str,
 ) -> anyhow::Result<RelayProcess> {
     ensure!(
-        matches!(storage, "sqlite" | "memory"),
-        "--storage is sqlite or memory"
+        matches!(storage, "log" | "sqlite" | "memory"),
+        "--storage is log, sqlite or memory"
     );
     poc_keyfile::write_public(
         &dir.join("manager.pub"),
@@ -580,13 +581,14 @@ const STORE_GROUP: usize = 16;
 
 /// CPU of this process per envelope for the relay's storage alone, with
 /// nothing else running: `n` envelopes in groups of [`STORE_GROUP`], each
-/// group deposited in one commit, fetched, acknowledged, and (SQLite) its
-/// WAL flushed, as the relay's store and flush threads do it for the run
+/// group deposited in one commit, fetched, acknowledged, and (durable
+/// stores) flushed, as the relay's store and flush threads do it for the run
 /// above. `None` if /proc cannot be read.
 fn store_alone(dir: &Path, storage: &str, n: usize) -> anyhow::Result<Option<f64>> {
     let mut store: Box<dyn RelayStore> = match storage {
         "memory" => Box::new(MemoryStore::default()),
-        _ => Box::new(SqliteStore::open(&dir.join("store-alone.sqlite"))?),
+        "sqlite" => Box::new(SqliteStore::open(&dir.join("store-alone.sqlite"))?),
+        _ => Box::new(LogStore::open(&dir.join("store-alone-log"))?),
     };
     let mut flusher = store.take_flusher();
     let mailbox = MailboxId([9; 16]);

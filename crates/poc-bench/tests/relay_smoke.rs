@@ -33,7 +33,7 @@ fn quick_relay_run_prints_a_complete_json_report() {
     let doc: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}); stderr:\n{stderr}"));
     assert_eq!(doc["tool"], "poc-relay-bench");
-    assert_eq!(doc["storage"], "sqlite");
+    assert_eq!(doc["storage"], "log");
     for run in ["raw_quic", "relay"] {
         assert_eq!(doc[run]["messages"], 100, "{run}");
         assert_eq!(

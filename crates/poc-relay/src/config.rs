@@ -3,10 +3,10 @@
 //! ```toml
 //! [relay]
 //! listen = "0.0.0.0:7501"
-//! data_dir = "/var/lib/poc-relay"     # 0700; holds relay.sqlite
+//! data_dir = "/var/lib/poc-relay"     # 0700; holds relay-log/ (or relay.sqlite)
 //! identity_key = "relay.key"          # 0600; relative paths are relative to this file
 //! metrics_listen = "127.0.0.1:9501"   # optional; loopback only
-//! storage = "sqlite"                  # or "memory" (mail lost on restart)
+//! storage = "log"                     # or "sqlite", or "memory" (mail lost on restart)
 //!
 //! [directory]
 //! snapshot = "directory.snapshot"     # signed by the directory manager
@@ -77,11 +77,24 @@ pub struct RelaySection {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Storage {
-    /// SQLite in `data_dir`.
+    /// An append-only segment log in `data_dir/relay-log`.
     #[default]
+    Log,
+    /// SQLite in `data_dir/relay.sqlite`.
     Sqlite,
     /// Memory only.
     Memory,
+}
+
+impl Storage {
+    /// The name used in the configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Storage::Log => "log",
+            Storage::Sqlite => "sqlite",
+            Storage::Memory => "memory",
+        }
+    }
 }
 
 /// The directory the relay serves.
@@ -249,6 +262,23 @@ impl Config {
     /// The SQLite database.
     pub fn database_path(&self) -> PathBuf {
         self.relay.data_dir.join("relay.sqlite")
+    }
+
+    /// The segment log's directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.relay.data_dir.join("relay-log")
+    }
+
+    /// The other durable backend's data, if `data_dir` holds any: mail
+    /// there would never be delivered under this configuration, so the
+    /// relay refuses to start rather than strand it.
+    pub fn other_backends_data(&self) -> Option<PathBuf> {
+        let other = match self.relay.storage {
+            Storage::Log => self.database_path(),
+            Storage::Sqlite => self.log_dir(),
+            Storage::Memory => return None,
+        };
+        other.exists().then_some(other)
     }
 }
 

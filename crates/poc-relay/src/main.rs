@@ -16,7 +16,7 @@ use poc_relay::config::{Config, Storage};
 use poc_relay::core::RelayDirectory;
 use poc_relay::metrics::Metrics;
 use poc_relay::server::{Relay, SharedDirectory, StoreHandle, transport_limits, unix_now};
-use poc_relay::store::{MemoryStore, Quota, RelayStore, SqliteStore};
+use poc_relay::store::{LogStore, MemoryStore, Quota, RelayStore, SqliteStore};
 
 /// The pocnet relay: blind store-and-forward of sealed envelopes.
 #[derive(Debug, Parser)]
@@ -141,7 +141,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     })?;
 
     let limits = config.relay_limits();
+    if let Some(other) = config.other_backends_data() {
+        anyhow::bail!(
+            "{} holds another storage backend's mail, which storage = \"{}\" would never deliver: \
+             set storage to the backend that wrote it, or move it away once it is empty",
+            other.display(),
+            config.relay.storage.name()
+        );
+    }
     let store: Box<dyn RelayStore> = match config.relay.storage {
+        Storage::Log => Box::new(LogStore::open(&config.log_dir()).with_context(|| {
+            format!("cannot open the relay log {}", config.log_dir().display())
+        })?),
         Storage::Sqlite => {
             Box::new(SqliteStore::open(&config.database_path()).with_context(|| {
                 format!(

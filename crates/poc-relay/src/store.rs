@@ -1,7 +1,8 @@
-//! Where the relay keeps envelopes: a narrow storage trait, an in-memory
-//! implementation and a SQLite one (WAL, `synchronous=FULL`). Both pass the
-//! same conformance suite (`tests/store_conformance.rs`); a PostgreSQL backend
-//! for several stateless front ends would be a third implementation.
+//! Where the relay keeps envelopes: a narrow storage trait and three
+//! implementations, all run through one conformance suite
+//! (`tests/store_conformance.rs`): [`LogStore`], an append-only segment log
+//! (the default), [`SqliteStore`] (WAL) and [`MemoryStore`]. A PostgreSQL
+//! backend for several stateless front ends would be one more.
 //!
 //! What is stored per envelope is only what the outer header gives and the
 //! opaque bytes: mailbox id, expiry, length, the envelope. Never who
@@ -22,6 +23,9 @@ use poc_proto::Timestamp;
 use poc_proto::certificate::MailboxId;
 use rusqlite::{Connection, params};
 
+mod segment_log;
+pub use segment_log::{DEFAULT_SEGMENT_BYTES, LogFlusher, LogStore};
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,9 +33,17 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("relay database: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The database file is not in the expected state.
-    #[error("relay database: {0}")]
+    /// The stored data is not in the expected state.
+    #[error("relay store: {0}")]
     Corrupt(String),
+    /// Reading or writing the segment log failed.
+    #[error("relay log: {path}: {source}")]
+    Log {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
     /// Flushing committed data to the disk failed.
     #[error("relay database: cannot flush {path} to the disk: {source}")]
     Flush {

@@ -696,7 +696,12 @@ fn the_relay_logs_and_store_hold_no_poc_id() {
     // and config next to them are inputs, and the snapshot names every PoC).
     let mut written = walk(&relay.dir.path().join("data"));
     written.push(relay.log());
-    assert!(written.iter().any(|f| f.ends_with("relay.sqlite-wal")));
+    assert!(
+        written
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "seg")),
+        "the relay's log segments are searched too: {written:?}"
+    );
     for file in written {
         let bytes = std::fs::read(&file).unwrap();
         for id in ["EST.cert", "FRA.cert", "KEN.cert"] {
@@ -756,6 +761,63 @@ fn keygen_writes_a_private_key_file_and_prints_its_public_key() {
         .output()
         .unwrap();
     assert!(!again.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_mail_survives_kill_9_and_another_backend_never_strands_it() {
+    let mut relay = RelayUnderTest::start("");
+    let sent = envelope(relay.mailbox("FRA.cert"), now() + 3600, 500, 7);
+    relay
+        .client("EST.cert")
+        .await
+        .unwrap()
+        .deposit(&sent)
+        .await
+        .unwrap();
+    relay.child.kill().unwrap();
+    relay.child.wait().unwrap();
+
+    // The same data directory under the SQLite backend would never deliver
+    // what the log holds: the relay refuses to start, naming both.
+    let config = relay.dir.path().join("poc-relay.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let other = relay.dir.path().join("poc-relay-sqlite.toml");
+    std::fs::write(
+        &other,
+        text.replace("[relay]\n", "[relay]\nstorage = \"sqlite\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_poc-relay"))
+        .arg("--config")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("relay-log") && stderr.contains("storage = \"sqlite\""),
+        "{stderr}"
+    );
+    assert!(!relay.dir.path().join("data/relay.sqlite").exists());
+
+    // Back under its own backend, the envelope is there, once.
+    relay.child = Command::new(env!("CARGO_BIN_EXE_poc-relay"))
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while relay.try_metrics().is_none() {
+        assert!(Instant::now() < deadline, "poc-relay did not restart");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.metric("poc_relay_stored_envelopes"), 1);
+    let fra = relay.client("FRA.cert").await.unwrap();
+    let page = fra.fetch(10, Duration::ZERO).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].envelope, sent);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! One conformance suite for every relay storage backend: the in-memory
-//! store and the SQLite store must behave the same. A new backend (e.g.
+//! store, the segment log and the SQLite store must behave the same. A new backend (e.g.
 //! PostgreSQL) adds one line to `backends!`.
 
 #![allow(
@@ -12,7 +12,7 @@
 use poc_proto::Timestamp;
 use poc_proto::certificate::MailboxId;
 use poc_relay::store::{
-    DepositOutcome, MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore, Usage,
+    DepositOutcome, LogStore, MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore, Usage,
 };
 
 const QUOTA: Quota = Quota {
@@ -236,6 +236,18 @@ macro_rules! conformance {
 }
 
 conformance!(memory, (Box::new(MemoryStore::new()), None));
+conformance!(log, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open(&dir.path().join("relay-log")).unwrap();
+    (Box::new(store), Some(dir))
+});
+// Segments of ~1 KiB: every suite above then crosses segment boundaries,
+// deletes segments and compacts.
+conformance!(log_small_segments, {
+    let dir = tempfile::tempdir().unwrap();
+    let store = LogStore::open_with_segment_bytes(&dir.path().join("relay-log"), 1024).unwrap();
+    (Box::new(store), Some(dir))
+});
 conformance!(sqlite, {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("relay.sqlite")).unwrap();

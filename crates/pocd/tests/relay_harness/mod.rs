@@ -82,8 +82,9 @@ impl RelaySetup {
         self.dir.join("relay.log")
     }
 
-    pub fn database(&self) -> PathBuf {
-        self.dir.join("data/relay.sqlite")
+    /// The relay's store: its segment log (the default storage).
+    pub fn store(&self) -> PathBuf {
+        self.dir.join("data/relay-log")
     }
 
     /// Starts the relay and waits until its metrics endpoint answers.
