@@ -3,11 +3,12 @@
 //! online, fetching what arrives and acknowledging it).
 //!
 //! One cycle = a group commit of 16 deposits of 4,096 bytes into one mailbox,
-//! a fetch of that page, and its acknowledgement. `sqlite` is the durable
-//! store (a temporary file, the relay's own pragmas), without the WAL flush,
-//! which runs on another thread in the relay and is timed apart as
-//! `sqlite-flush` (fsync of the WAL after one cycle); `memory` is the
-//! in-memory store, the floor any storage adds to.
+//! a fetch of that page, and its acknowledgement. `log` (the default) and
+//! `sqlite` are the durable stores (temporary files, the relay's own
+//! settings), without the flush, which runs on another thread in the relay
+//! and is timed apart as `log-flush` and `sqlite-flush` (the store's
+//! flusher after each cycle); `memory` is the in-memory store, the floor
+//! any storage adds to.
 //!
 //! `cargo bench -p poc-relay --bench store` (criterion prints time per
 //! envelope as "thrpt" in elements/s; the time per cycle / 16 is the
@@ -19,7 +20,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use poc_proto::certificate::MailboxId;
 use poc_proto::time::Timestamp;
-use poc_relay::store::{MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore};
+use poc_relay::store::{LogStore, MemoryStore, NewEnvelope, Quota, RelayStore, SqliteStore};
 
 /// Deposits per group commit: about what the relay bench's trace log shows
 /// at 64 deposits in flight.
@@ -68,6 +69,16 @@ fn store_cycle(c: &mut Criterion) {
     });
 
     let dir = tempfile::tempdir().unwrap();
+    let mut log = LogStore::open(&dir.path().join("relay-log")).unwrap();
+    let mut log_flusher = log.take_flusher().unwrap();
+    group.bench_function("log", |b| b.iter(|| cycle(&mut log, black_box(&deposits))));
+    group.bench_function("log-flush", |b| {
+        b.iter(|| {
+            cycle(&mut log, black_box(&deposits));
+            log_flusher.flush().unwrap();
+        })
+    });
+
     let mut sqlite = SqliteStore::open(&dir.path().join("relay.db")).unwrap();
     let mut flusher = sqlite.take_flusher().unwrap();
     group.bench_function("sqlite", |b| {

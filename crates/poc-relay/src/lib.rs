@@ -45,12 +45,14 @@
 //!
 //! ## Storage
 //!
-//! Behind [`store::RelayStore`]: [`store::SqliteStore`] (WAL,
-//! `secure_delete`) and [`store::MemoryStore`], both run through one
-//! conformance suite. A single store thread owns the backend and commits
-//! concurrent deposits together (group commit); a flush thread fsyncs the
-//! WAL behind it, so one batch reaches the disk while the next is written,
-//! and a deposit is answered once its flush returned. The store queue is
+//! Behind [`store::RelayStore`]: [`store::LogStore`] (the default: an
+//! append-only log of CRC-framed records in segment files, index in
+//! memory), [`store::SqliteStore`] (WAL, `secure_delete`) and
+//! [`store::MemoryStore`], all run through one conformance suite. A single
+//! store thread owns the backend and writes concurrent deposits together
+//! (group commit); a flush thread fsyncs behind it, so one batch reaches
+//! the disk while the next is written, and a deposit is answered once its
+//! flush returned. The store queue is
 //! bounded, so memory stays bounded under a flood.
 //!
 //! ## Memory under flood
