@@ -18,6 +18,7 @@ use poc_proto::certificate::MailboxId;
 use poc_relay::store::{
     DepositOutcome, LogStore, NewEnvelope, Quota, RelayStore, StoreError, StoredEnvelope, Usage,
 };
+use proptest::prelude::Strategy as _;
 
 const QUOTA: Quota = Quota {
     max_envelopes: 1_000_000,
@@ -324,4 +325,86 @@ fn a_compaction_cut_short_before_the_original_is_deleted_leaves_one_copy() {
     // And the next compaction or acknowledgement settles it.
     store.ack(B, &[waiting]).unwrap();
     assert_eq!(store.disk_usage().0, 1);
+}
+
+/// What a damaged log may do to a mutation, whatever it is.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// The file cut at this fraction of its length.
+    Truncate(f64),
+    /// One bit flipped at this fraction of the file.
+    FlipBit(f64, u8),
+    /// These bytes written at this fraction of the file.
+    Overwrite(f64, Vec<u8>),
+    /// These bytes appended.
+    Append(Vec<u8>),
+}
+
+fn at_fraction(len: usize, fraction: f64) -> usize {
+    ((len as f64 * fraction) as usize).min(len.saturating_sub(1))
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+    /// Whatever happens to one segment file, opening the log never panics,
+    /// and whatever it then serves is exactly what was deposited under that
+    /// id: damage loses envelopes (or stops the relay), never alters one.
+    #[test]
+    fn a_damaged_log_never_serves_altered_bytes(
+        sizes in proptest::collection::vec(1usize..700, 1..24),
+        acked in proptest::collection::vec(proptest::bool::ANY, 24),
+        segment_pick in 0usize..16,
+        damage in proptest::prop_oneof![
+            (0.0f64..1.0).prop_map(Damage::Truncate),
+            ((0.0f64..1.0), 0u8..8).prop_map(|(f, b)| Damage::FlipBit(f, b)),
+            ((0.0f64..1.0), proptest::collection::vec(proptest::num::u8::ANY, 1..64))
+                .prop_map(|(f, b)| Damage::Overwrite(f, b)),
+            proptest::collection::vec(proptest::num::u8::ANY, 1..64).prop_map(Damage::Append),
+        ],
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("relay-log");
+        let mut deposited = std::collections::HashMap::new();
+        {
+            let mut store = LogStore::open_with_segment_bytes(&log, 1500).unwrap();
+            for (i, size) in sizes.iter().enumerate() {
+                let envelope = env(A, i as u8, *size);
+                let id = deposit(&mut store, std::slice::from_ref(&envelope))[0];
+                deposited.insert(id, envelope.bytes);
+                if acked[i] {
+                    store.ack(A, &[id]).unwrap();
+                }
+            }
+        }
+        let files = segments(&log);
+        let file = &files[segment_pick % files.len()];
+        let mut bytes = std::fs::read(file).unwrap();
+        match &damage {
+            Damage::Truncate(f) => bytes.truncate(at_fraction(bytes.len(), *f)),
+            Damage::FlipBit(f, bit) => {
+                let at = at_fraction(bytes.len(), *f);
+                bytes[at] ^= 1 << bit;
+            }
+            Damage::Overwrite(f, with) => {
+                let at = at_fraction(bytes.len(), *f);
+                for (i, b) in with.iter().enumerate() {
+                    if let Some(slot) = bytes.get_mut(at + i) {
+                        *slot = *b;
+                    }
+                }
+            }
+            Damage::Append(more) => bytes.extend_from_slice(more),
+        }
+        std::fs::write(file, &bytes).unwrap();
+
+        if let Ok(mut store) = LogStore::open_with_segment_bytes(&log, 1500) {
+            for served in everything(&mut store, A) {
+                let original = deposited.get(&served.id);
+                proptest::prop_assert_eq!(Some(&served.bytes), original, "envelope {}", served.id);
+            }
+            // And it keeps working.
+            deposit(&mut store, &[env(A, 0xee, 10)]);
+        }
+    }
 }
