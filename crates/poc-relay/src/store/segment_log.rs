@@ -52,6 +52,13 @@
 //!   fsync the kernel may have dropped pages, and a later fsync could
 //!   succeed without them.
 //!
+//! # What it costs
+//!
+//! Memory: the index holds every stored envelope's location, about 100
+//! bytes each (95 measured over 200,000 envelopes), bounded like the store
+//! itself by the mailbox quotas. Disk: at most about twice the live bytes
+//! plus two segments, by compaction. The expiry sweep walks the index.
+//!
 //! Deleted segments are unlinked, not overwritten: what lingers in free
 //! disk blocks is ciphertext the relay held anyway.
 
