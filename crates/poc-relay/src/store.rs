@@ -183,6 +183,39 @@ fn len64(bytes: &[u8]) -> u64 {
     u64::try_from(bytes.len()).unwrap_or(u64::MAX)
 }
 
+/// Per-mailbox usage as it will be once a batch is written, for checking
+/// each of the batch's envelopes against the quota in order.
+struct BatchUsage {
+    quota: Quota,
+    usage: HashMap<MailboxId, Usage>,
+}
+
+impl BatchUsage {
+    fn new(quota: Quota) -> BatchUsage {
+        BatchUsage {
+            quota,
+            usage: HashMap::new(),
+        }
+    }
+
+    /// Counts an envelope of `len` bytes into `mailbox` (which held `held`
+    /// before the batch), or says why the quota refuses it.
+    fn admit(
+        &mut self,
+        mailbox: MailboxId,
+        len: u64,
+        held: impl FnOnce() -> Usage,
+    ) -> Result<(), DepositOutcome> {
+        let usage = self.usage.entry(mailbox).or_insert_with(held);
+        if let Some(refused) = check_quota(*usage, len, self.quota) {
+            return Err(refused);
+        }
+        usage.envelopes += 1;
+        usage.bytes = usage.bytes.saturating_add(len);
+        Ok(())
+    }
+}
+
 fn check_quota(usage: Usage, len: u64, quota: Quota) -> Option<DepositOutcome> {
     if usage.envelopes >= quota.max_envelopes {
         Some(DepositOutcome::MailboxFull)
@@ -545,19 +578,14 @@ impl RelayStore for SqliteStore {
     ) -> Result<Vec<DepositOutcome>, StoreError> {
         let tx = WriteTx::begin(&self.conn)?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Usage as it will be once this batch commits.
-        let mut pending: HashMap<MailboxId, Usage> = HashMap::new();
+        let mut pending = BatchUsage::new(quota);
         for new in batch {
-            let usage = pending
-                .entry(new.mailbox)
-                .or_insert_with(|| self.usage.get(&new.mailbox).copied().unwrap_or_default());
             let len = len64(&new.bytes);
-            if let Some(refused) = check_quota(*usage, len, quota) {
+            let held = || self.usage.get(&new.mailbox).copied().unwrap_or_default();
+            if let Err(refused) = pending.admit(new.mailbox, len, held) {
                 outcomes.push(refused);
                 continue;
             }
-            usage.envelopes += 1;
-            usage.bytes = usage.bytes.saturating_add(len);
             tx.prepare_cached(
                 "INSERT INTO envelopes (mailbox, expires_at, len, bytes) VALUES (?1, ?2, ?3, ?4)",
             )?
@@ -572,9 +600,7 @@ impl RelayStore for SqliteStore {
             outcomes.push(DepositOutcome::Stored(id));
         }
         tx.commit()?;
-        for (mailbox, usage) in pending {
-            self.usage.insert(mailbox, usage);
-        }
+        self.usage.extend(pending.usage);
         Ok(outcomes)
     }
 

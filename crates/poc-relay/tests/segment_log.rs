@@ -170,16 +170,19 @@ fn a_flipped_bit_in_the_last_record_loses_only_that_record() {
     assert!(left[0].id < ids[0]);
 }
 
+/// Eight envelopes in segments of 512 bytes: three segments or more.
+fn log_of_several_segments(log: &Path) {
+    let mut store = LogStore::open_with_segment_bytes(log, 512).unwrap();
+    for fill in 0..8 {
+        deposit(&mut store, &[env(A, fill, 200)]);
+    }
+}
+
 #[test]
 fn damage_in_a_closed_segment_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("relay-log");
-    {
-        let mut store = LogStore::open_with_segment_bytes(&log, 512).unwrap();
-        for fill in 0..8 {
-            deposit(&mut store, &[env(A, fill, 200)]);
-        }
-    }
+    log_of_several_segments(&log);
     let files = segments(&log);
     assert!(files.len() >= 3, "{files:?}");
     let mut bytes = std::fs::read(&files[0]).unwrap();
@@ -196,12 +199,7 @@ fn damage_in_a_closed_segment_is_an_error_naming_the_file() {
 fn a_missing_segment_between_two_others_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("relay-log");
-    {
-        let mut store = LogStore::open_with_segment_bytes(&log, 512).unwrap();
-        for fill in 0..8 {
-            deposit(&mut store, &[env(A, fill, 200)]);
-        }
-    }
+    log_of_several_segments(&log);
     let files = segments(&log);
     std::fs::remove_file(&files[1]).unwrap();
     let err = LogStore::open_with_segment_bytes(&log, 512).unwrap_err();

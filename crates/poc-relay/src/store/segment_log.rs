@@ -74,8 +74,8 @@ use poc_proto::Timestamp;
 use poc_proto::certificate::MailboxId;
 
 use super::{
-    DepositOutcome, Flusher, NewEnvelope, Quota, RelayStore, StoreError, StoredEnvelope, Usage,
-    check_quota, len64,
+    BatchUsage, DepositOutcome, Flusher, NewEnvelope, Quota, RelayStore, StoreError,
+    StoredEnvelope, Usage, len64,
 };
 
 const MAGIC: &[u8; 8] = b"POCRLOG1";
@@ -737,8 +737,7 @@ impl RelayStore for LogStore {
         quota: Quota,
     ) -> Result<Vec<DepositOutcome>, StoreError> {
         let mut outcomes = Vec::with_capacity(batch.len());
-        // Usage as it will be once this batch is written.
-        let mut pending: HashMap<MailboxId, Usage> = HashMap::new();
+        let mut pending = BatchUsage::new(quota);
         let mut written: Vec<(u64, u64, &NewEnvelope)> = Vec::with_capacity(batch.len());
         self.buf.clear();
         let mut next_id = self.next_id;
@@ -749,19 +748,17 @@ impl RelayStore for LogStore {
                     new.bytes.len()
                 )));
             }
-            let usage = pending.entry(new.mailbox).or_insert_with(|| {
+            let len = len64(&new.bytes);
+            let held = || {
                 self.mailboxes
                     .get(&new.mailbox)
                     .map(|m| m.usage)
                     .unwrap_or_default()
-            });
-            let len = len64(&new.bytes);
-            if let Some(refused) = check_quota(*usage, len, quota) {
+            };
+            if let Err(refused) = pending.admit(new.mailbox, len, held) {
                 outcomes.push(refused);
                 continue;
             }
-            usage.envelopes += 1;
-            usage.bytes = usage.bytes.saturating_add(len);
             let id = next_id;
             next_id += 1;
             let offset = len64(&self.buf) + (RECORD_HEAD + ENVELOPE_FIXED) as u64;
