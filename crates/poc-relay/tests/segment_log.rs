@@ -218,6 +218,37 @@ fn a_segment_left_half_created_by_a_crash_is_removed() {
     deposit(&mut store, &[env(A, 1, 10)]);
 }
 
+/// The log's segment files this process holds open.
+fn open_segments(log: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(log))
+        .count()
+}
+
+#[test]
+fn a_large_backlog_does_not_hold_a_descriptor_per_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("relay-log");
+    let mut store = LogStore::open_with_segment_bytes(&log, 512).unwrap();
+    for fill in 0..300 {
+        deposit(&mut store, &[env(A, fill as u8, 600)]);
+    }
+    assert!(segments(&log).len() >= 300);
+    // Reading the whole backlog opens each old segment in turn.
+    assert_eq!(everything(&mut store, A).len(), 300);
+    assert!(open_segments(&log) <= 2, "{} open", open_segments(&log));
+    drop(store);
+    let mut store = LogStore::open_with_segment_bytes(&log, 512).unwrap();
+    assert!(
+        open_segments(&log) <= 2,
+        "{} open after a reopen",
+        open_segments(&log)
+    );
+    assert_eq!(everything(&mut store, A).len(), 300);
+}
+
 #[test]
 fn segments_go_once_their_envelopes_are_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

@@ -99,13 +99,29 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 16 << 20;
 /// One segment file.
 #[derive(Debug)]
 struct Segment {
-    file: Arc<File>,
+    /// Held open for the newest segment only: a relay with a large backlog
+    /// has many segments, and one descriptor each would run into the
+    /// process's limit. Older ones are opened to be read
+    /// ([`LogStore::reader`]).
+    file: Option<Arc<File>>,
     path: PathBuf,
     /// Bytes of complete records (and header): where the next record goes.
     len: u64,
     /// Envelopes of the index stored in this segment.
     live: u64,
     live_bytes: u64,
+}
+
+impl Segment {
+    /// The newest segment's file, the only one written.
+    fn writable(&self) -> Result<&Arc<File>, StoreError> {
+        self.file.as_ref().ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{}: a closed segment was to be written",
+                self.path.display()
+            ))
+        })
+    }
 }
 
 /// Where an envelope of the index is.
@@ -172,6 +188,9 @@ pub struct LogStore {
     flusher: Option<LogFlusher>,
     /// Records being written, kept to reuse its allocation.
     buf: Vec<u8>,
+    /// The closed segment read last, kept open: a fetch or a compaction
+    /// reads several envelopes of one segment in a row.
+    last_read: std::cell::RefCell<Option<(u64, Arc<File>)>>,
     /// Set when a failed write could not be undone: the newest segment may
     /// end in garbage that a later record would hide behind.
     broken: Option<String>,
@@ -366,6 +385,7 @@ impl LogStore {
             shared: Arc::new(Shared::default()),
             flusher: None,
             buf: Vec::new(),
+            last_read: std::cell::RefCell::new(None),
             broken: None,
         };
         let newest = numbers.last().copied();
@@ -375,7 +395,7 @@ impl LogStore {
         match newest {
             Some(number) => {
                 let head = store.segment(number)?;
-                store.shared.set_head(&head.file, &head.path);
+                store.shared.set_head(head.writable()?, &head.path);
             }
             None => store.create_segment(0)?,
         }
@@ -405,10 +425,11 @@ impl LogStore {
             )));
         }
         self.next_id = self.next_id.max(u64_at(&bytes, 16).unwrap_or(0));
+        let file = Arc::new(file);
         self.segments.insert(
             number,
             Segment {
-                file: Arc::new(file),
+                file: newest.then(|| Arc::clone(&file)),
                 path: path.clone(),
                 len: HEADER_LEN as u64,
                 live: 0,
@@ -427,9 +448,8 @@ impl LogStore {
                         dropped_bytes = rest.len(),
                         "the relay log ends in an incomplete record (a crash during a write); cutting it off"
                     );
-                    let segment = self.segment(number)?;
-                    segment.file.set_len(at as u64).map_err(io_error(&path))?;
-                    segment.file.sync_data().map_err(io_error(&path))?;
+                    file.set_len(at as u64).map_err(io_error(&path))?;
+                    file.sync_data().map_err(io_error(&path))?;
                     break;
                 }
                 Ok(None) => {
@@ -529,7 +549,7 @@ impl LogStore {
         self.segments.insert(
             number,
             Segment {
-                file,
+                file: Some(file),
                 path,
                 len: HEADER_LEN as u64,
                 live: 0,
@@ -551,9 +571,10 @@ impl LogStore {
             // Everything in a closed segment is flushed before the next
             // exists: the flusher only ever syncs the newest.
             let closing = self.segment(number)?;
-            self.shared.sync(&closing.file, &closing.path)?;
+            self.shared.sync(closing.writable()?, &closing.path)?;
             number += 1;
             self.create_segment(number)?;
+            self.segment_mut(number - 1)?.file = None;
         }
         let added = len64(&self.buf);
         let segment = self
@@ -561,9 +582,10 @@ impl LogStore {
             .get_mut(&number)
             .ok_or_else(|| StoreError::Corrupt(format!("segment {number:016x} is not open")))?;
         let start = segment.len;
-        if let Err(source) = segment.file.write_all_at(&self.buf, start) {
+        let file = Arc::clone(segment.writable()?);
+        if let Err(source) = file.write_all_at(&self.buf, start) {
             let path = segment.path.clone();
-            if let Err(cut) = segment.file.set_len(start) {
+            if let Err(cut) = file.set_len(start) {
                 self.broken = Some(format!(
                     "{}: a failed write could not be cut off ({cut}); restart the relay",
                     path.display()
@@ -606,13 +628,31 @@ impl LogStore {
         Some(location)
     }
 
+    /// An open file of segment `number`, to read from.
+    fn reader(&self, number: u64) -> Result<Arc<File>, StoreError> {
+        let segment = self.segment(number)?;
+        if let Some(file) = &segment.file {
+            return Ok(Arc::clone(file));
+        }
+        let mut last = self.last_read.borrow_mut();
+        if let Some((held, file)) = last.as_ref()
+            && *held == number
+        {
+            return Ok(Arc::clone(file));
+        }
+        let file = Arc::new(File::open(&segment.path).map_err(io_error(&segment.path))?);
+        *last = Some((number, Arc::clone(&file)));
+        Ok(file)
+    }
+
     fn read(&self, location: &Location) -> Result<Vec<u8>, StoreError> {
-        let segment = self.segment(location.segment)?;
+        let file = self.reader(location.segment)?;
         let mut bytes = vec![0; usize::try_from(location.len).unwrap_or(usize::MAX)];
-        segment
-            .file
-            .read_exact_at(&mut bytes, location.offset)
-            .map_err(io_error(&segment.path))?;
+        file.read_exact_at(&mut bytes, location.offset)
+            .map_err(|source| StoreError::Log {
+                path: self.dir.join(segment_name(location.segment)),
+                source,
+            })?;
         Ok(bytes)
     }
 
@@ -643,7 +683,14 @@ impl LogStore {
             if *entry.key() == newest || entry.get().live > 0 {
                 break;
             }
+            let number = *entry.key();
             let segment = entry.remove();
+            let mut last = self.last_read.borrow_mut();
+            if last.as_ref().is_some_and(|(held, _)| *held == number) {
+                // An open descriptor would keep the file's blocks in use.
+                *last = None;
+            }
+            drop(last);
             std::fs::remove_file(&segment.path).map_err(io_error(&segment.path))?;
             // Deleted in order, or a removal could outlive what it removed.
             sync_dir(&self.dir)?;
@@ -698,7 +745,7 @@ impl LogStore {
         let (number, start) = self.append()?;
         // The copies must be on the disk before the originals go.
         let segment = self.segment(number)?;
-        self.shared.sync(&segment.file, &segment.path)?;
+        self.shared.sync(segment.writable()?, &segment.path)?;
         let mut at = start;
         for (id, location) in moving {
             self.remove(id);
