@@ -55,8 +55,14 @@ impl Metrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// The text exposition, with the store's current totals.
-    pub fn render(&self, stored_envelopes: u64, stored_bytes: u64) -> String {
+    /// The text exposition, with the store's current totals and, where the
+    /// store knows it, what it takes on the disk.
+    pub fn render(
+        &self,
+        stored_envelopes: u64,
+        stored_bytes: u64,
+        disk_bytes: Option<u64>,
+    ) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -124,6 +130,14 @@ impl Metrics {
             "Bytes of envelopes held now.",
             &one(stored_bytes),
         );
+        if let Some(disk_bytes) = disk_bytes {
+            metric(
+                "poc_relay_store_disk_bytes",
+                "gauge",
+                "Bytes of the store's files now (the log keeps up to about twice the bytes held, plus two segments).",
+                &one(disk_bytes),
+            );
+        }
         metric(
             "poc_relay_connections",
             "gauge",
@@ -190,7 +204,8 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, sto
             let head = buf.get(..len).unwrap_or_default();
             let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
                 let usage = store.totals().await.unwrap_or_default();
-                let body = metrics.render(usage.envelopes, usage.bytes);
+                let disk_bytes = store.disk_bytes().await;
+                let body = metrics.render(usage.envelopes, usage.bytes, disk_bytes);
                 format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()

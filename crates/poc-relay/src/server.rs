@@ -47,6 +47,7 @@ enum Op {
     },
     Expire(Timestamp, oneshot::Sender<Option<u64>>),
     Totals(oneshot::Sender<Option<Usage>>),
+    DiskBytes(oneshot::Sender<Option<u64>>),
 }
 
 /// Deposits committed together in one transaction at most.
@@ -149,6 +150,11 @@ impl StoreHandle {
     /// What the store holds.
     pub async fn totals(&self) -> Option<Usage> {
         self.call(Op::Totals).await
+    }
+
+    /// What the store takes on the disk, if it knows.
+    pub async fn disk_bytes(&self) -> Option<u64> {
+        self.call(Op::DiskBytes).await
     }
 }
 
@@ -253,6 +259,9 @@ fn store_loop(
             }
             Op::Totals(reply) => {
                 let _ = reply.send(log_err(store.totals(), "totals"));
+            }
+            Op::DiskBytes(reply) => {
+                let _ = reply.send(store.disk_bytes());
             }
         }
     }

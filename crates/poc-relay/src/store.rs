@@ -177,6 +177,12 @@ pub trait RelayStore: Send {
 
     /// What the whole store holds.
     fn totals(&mut self) -> Result<Usage, StoreError>;
+
+    /// Bytes the store takes on the disk, where it knows (for the
+    /// operator's metrics: with the log this is not the bytes held).
+    fn disk_bytes(&mut self) -> Option<u64> {
+        None
+    }
 }
 
 fn len64(bytes: &[u8]) -> u64 {

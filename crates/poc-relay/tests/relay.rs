@@ -814,6 +814,8 @@ async fn stored_mail_survives_kill_9_and_another_backend_never_strands_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(relay.metric("poc_relay_stored_envelopes"), 1);
+    // The segment's header (24 bytes) and the envelope's record.
+    assert!(relay.metric("poc_relay_store_disk_bytes") > 24 + 500);
     let fra = relay.client("FRA.cert").await.unwrap();
     let page = fra.fetch(10, Duration::ZERO).await.unwrap();
     assert_eq!(page.items.len(), 1);

@@ -919,6 +919,10 @@ impl RelayStore for LogStore {
                 bytes: t.bytes.saturating_add(m.usage.bytes),
             }))
     }
+
+    fn disk_bytes(&mut self) -> Option<u64> {
+        Some(self.disk_usage().1)
+    }
 }
 
 fn len64_count(n: usize) -> u64 {
