@@ -222,6 +222,38 @@ impl BatchUsage {
     }
 }
 
+/// A fetch page being filled: at most `max_items` envelopes, stopping
+/// before `max_bytes` would be passed, but always taking the first.
+struct Page {
+    max_items: usize,
+    max_bytes: usize,
+    bytes: usize,
+    envelopes: Vec<StoredEnvelope>,
+}
+
+impl Page {
+    fn new(max_items: usize, max_bytes: usize) -> Page {
+        Page {
+            max_items,
+            max_bytes,
+            bytes: 0,
+            envelopes: Vec::new(),
+        }
+    }
+
+    /// Whether an envelope of `len` bytes goes in; once one does not, the
+    /// page is complete (envelopes are taken oldest first).
+    fn has_room_for(&self, len: usize) -> bool {
+        self.envelopes.len() < self.max_items
+            && (self.envelopes.is_empty() || self.bytes.saturating_add(len) <= self.max_bytes)
+    }
+
+    fn push(&mut self, envelope: StoredEnvelope) {
+        self.bytes = self.bytes.saturating_add(envelope.bytes.len());
+        self.envelopes.push(envelope);
+    }
+}
+
 fn check_quota(usage: Usage, len: u64, quota: Quota) -> Option<DepositOutcome> {
     if usage.envelopes >= quota.max_envelopes {
         Some(DepositOutcome::MailboxFull)
@@ -290,27 +322,22 @@ impl RelayStore for MemoryStore {
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
+        let mut page = Page::new(max_items, max_bytes);
         for e in self
             .mailboxes
             .get(&mailbox)
             .into_iter()
             .flat_map(|m| m.values())
         {
-            if page.len() >= max_items {
-                break;
-            }
             if e.expires_at < now {
                 continue;
             }
-            if !page.is_empty() && bytes.saturating_add(e.bytes.len()) > max_bytes {
+            if !page.has_room_for(e.bytes.len()) {
                 break;
             }
-            bytes = bytes.saturating_add(e.bytes.len());
             page.push(e.clone());
         }
-        Ok(page)
+        Ok(page.envelopes)
     }
 
     fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
@@ -629,21 +656,19 @@ impl RelayStore for SqliteStore {
                 row.get::<_, Vec<u8>>(2)?,
             ))
         })?;
-        let mut page = Vec::new();
-        let mut bytes = 0usize;
+        let mut page = Page::new(max_items, max_bytes);
         for row in rows {
             let (id, expires_at, envelope) = row?;
-            if !page.is_empty() && bytes.saturating_add(envelope.len()) > max_bytes {
+            if !page.has_room_for(envelope.len()) {
                 break;
             }
-            bytes = bytes.saturating_add(envelope.len());
             page.push(StoredEnvelope {
                 id: u64::try_from(id).unwrap_or(0),
                 expires_at: Timestamp(u64::try_from(expires_at).unwrap_or(0)),
                 bytes: envelope,
             });
         }
-        Ok(page)
+        Ok(page.envelopes)
     }
 
     fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {

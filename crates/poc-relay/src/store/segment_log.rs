@@ -74,7 +74,7 @@ use poc_proto::Timestamp;
 use poc_proto::certificate::MailboxId;
 
 use super::{
-    BatchUsage, DepositOutcome, Flusher, NewEnvelope, Quota, RelayStore, StoreError,
+    BatchUsage, DepositOutcome, Flusher, NewEnvelope, Page, Quota, RelayStore, StoreError,
     StoredEnvelope, Usage, len64,
 };
 
@@ -849,33 +849,27 @@ impl RelayStore for LogStore {
         max_items: usize,
         max_bytes: usize,
     ) -> Result<Vec<StoredEnvelope>, StoreError> {
-        let mut page = Vec::new();
+        let mut page = Page::new(max_items, max_bytes);
         let Some(held) = self.mailboxes.get(&mailbox) else {
-            return Ok(page);
+            return Ok(page.envelopes);
         };
-        let mut bytes = 0usize;
         for id in &held.ids {
-            if page.len() >= max_items {
-                break;
-            }
             let location = self.envelopes.get(id).ok_or_else(|| {
                 StoreError::Corrupt(format!("envelope {id} is in a mailbox but not indexed"))
             })?;
             if location.expires_at < now {
                 continue;
             }
-            let len = usize::try_from(location.len).unwrap_or(usize::MAX);
-            if !page.is_empty() && bytes.saturating_add(len) > max_bytes {
+            if !page.has_room_for(usize::try_from(location.len).unwrap_or(usize::MAX)) {
                 break;
             }
-            bytes = bytes.saturating_add(len);
             page.push(StoredEnvelope {
                 id: *id,
                 expires_at: location.expires_at,
                 bytes: self.read(location)?,
             });
         }
-        Ok(page)
+        Ok(page.envelopes)
     }
 
     fn ack(&mut self, mailbox: MailboxId, ids: &[u64]) -> Result<u64, StoreError> {
