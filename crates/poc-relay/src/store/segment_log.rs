@@ -270,6 +270,29 @@ fn push_record(buf: &mut Vec<u8>, pieces: &[&[u8]]) {
     }
 }
 
+/// Appends an envelope record to `buf`; returns where in `buf` the
+/// envelope's bytes begin.
+fn push_envelope(
+    buf: &mut Vec<u8>,
+    id: u64,
+    mailbox: &MailboxId,
+    expires_at: Timestamp,
+    envelope: &[u8],
+) -> u64 {
+    let at = len64(buf) + (RECORD_HEAD + ENVELOPE_FIXED) as u64;
+    push_record(
+        buf,
+        &[
+            &[KIND_ENVELOPE],
+            &id.to_le_bytes(),
+            &mailbox.0,
+            &expires_at.0.to_le_bytes(),
+            envelope,
+        ],
+    );
+    at
+}
+
 /// A record read back from a segment.
 enum Record<'a> {
     Envelope {
@@ -728,36 +751,32 @@ impl LogStore {
         }
         moving.sort_unstable_by_key(|(id, _)| *id);
         let mut copies = Vec::new();
+        let mut offsets = Vec::with_capacity(moving.len());
         for (id, location) in &moving {
             let bytes = self.read(location)?;
-            push_record(
+            offsets.push(push_envelope(
                 &mut copies,
-                &[
-                    &[KIND_ENVELOPE],
-                    &id.to_le_bytes(),
-                    &location.mailbox.0,
-                    &location.expires_at.0.to_le_bytes(),
-                    &bytes,
-                ],
-            );
+                *id,
+                &location.mailbox,
+                location.expires_at,
+                &bytes,
+            ));
         }
         self.buf = copies;
         let (number, start) = self.append()?;
         // The copies must be on the disk before the originals go.
         let segment = self.segment(number)?;
         self.shared.sync(segment.writable()?, &segment.path)?;
-        let mut at = start;
-        for (id, location) in moving {
+        for ((id, location), offset) in moving.into_iter().zip(offsets) {
             self.remove(id);
             self.insert(
                 id,
                 Location {
                     segment: number,
-                    offset: at + (RECORD_HEAD + ENVELOPE_FIXED) as u64,
+                    offset: start + offset,
                     ..location
                 },
             );
-            at += (RECORD_HEAD + ENVELOPE_FIXED) as u64 + u64::from(location.len);
         }
         tracing::info!(segment = oldest, "relay log segment compacted");
         self.release_segments()
@@ -808,17 +827,7 @@ impl RelayStore for LogStore {
             }
             let id = next_id;
             next_id += 1;
-            let offset = len64(&self.buf) + (RECORD_HEAD + ENVELOPE_FIXED) as u64;
-            push_record(
-                &mut self.buf,
-                &[
-                    &[KIND_ENVELOPE],
-                    &id.to_le_bytes(),
-                    &new.mailbox.0,
-                    &new.expires_at.0.to_le_bytes(),
-                    &new.bytes,
-                ],
-            );
+            let offset = push_envelope(&mut self.buf, id, &new.mailbox, new.expires_at, &new.bytes);
             written.push((id, offset, new));
             outcomes.push(DepositOutcome::Stored(id));
         }
